@@ -1,0 +1,106 @@
+//! A cell that holds at most one boxed value and can be emptied or filled
+//! from any thread with one atomic swap.
+
+use std::fmt;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// Holds `Option<Box<T>>` as a single pointer, so that taking or replacing the
+/// value is one `swap` and no lock.
+///
+/// Invariant: the pointer is either null or came from `Box::into_raw`, and the
+/// slot owns that box until a `swap` hands the pointer to someone else.
+pub(crate) struct AtomicSlot<T> {
+    ptr: AtomicPtr<T>,
+}
+
+impl<T> AtomicSlot<T> {
+    pub(crate) const fn new() -> Self {
+        AtomicSlot {
+            ptr: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Puts `value` in the slot and returns what was there.
+    pub(crate) fn replace(&self, value: Option<Box<T>>) -> Option<Box<T>> {
+        let new = value.map_or(ptr::null_mut(), Box::into_raw);
+        // AcqRel: Release publishes the value we put in to the thread that
+        // takes it out next; Acquire makes the value we take out (written by
+        // the thread that put it in) visible to us.
+        let old = self.ptr.swap(new, Ordering::AcqRel);
+        if old.is_null() {
+            None
+        } else {
+            // SAFETY: by the invariant, a non-null pointer in the slot came
+            // from `Box::into_raw` and is owned by the slot. The swap removed
+            // it from the slot atomically, so no other thread can obtain the
+            // same pointer: we are its only owner and may rebuild the box.
+            Some(unsafe { Box::from_raw(old) })
+        }
+    }
+
+    /// Empties the slot, returning its value.
+    pub(crate) fn take(&self) -> Option<Box<T>> {
+        self.replace(None)
+    }
+
+    /// Whether the slot holds a value right now (stale as soon as it returns
+    /// if other threads use the slot).
+    pub(crate) fn is_full(&self) -> bool {
+        !self.ptr.load(Ordering::Relaxed).is_null()
+    }
+}
+
+impl<T> Default for AtomicSlot<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Drop for AtomicSlot<T> {
+    fn drop(&mut self) {
+        drop(self.take());
+    }
+}
+
+impl<T> fmt::Debug for AtomicSlot<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtomicSlot")
+            .field("full", &self.is_full())
+            .finish()
+    }
+}
+
+// SAFETY: the slot owns a `Box<T>`, so sending the slot sends the `T`: that
+// needs `T: Send`, exactly as for `Box<T>`.
+unsafe impl<T: Send> Send for AtomicSlot<T> {}
+// SAFETY: through `&AtomicSlot` a thread can only move whole boxes in and out
+// (never get a `&T`), so sharing the slot only ever sends values between
+// threads: `T: Send` is enough, as for `Mutex<Option<Box<T>>>`.
+unsafe impl<T: Send> Sync for AtomicSlot<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::AtomicSlot;
+
+    #[test]
+    fn replace_and_take() {
+        let slot = AtomicSlot::new();
+        assert!(!slot.is_full());
+        assert_eq!(slot.replace(Some(Box::new(1))), None);
+        assert!(slot.is_full());
+        assert_eq!(slot.replace(Some(Box::new(2))), Some(Box::new(1)));
+        assert_eq!(slot.take(), Some(Box::new(2)));
+        assert_eq!(slot.take(), None);
+    }
+
+    #[test]
+    fn drop_frees_the_value() {
+        let counted = std::sync::Arc::new(());
+        let slot = AtomicSlot::new();
+        slot.replace(Some(Box::new(counted.clone())));
+        assert_eq!(std::sync::Arc::strong_count(&counted), 2);
+        drop(slot);
+        assert_eq!(std::sync::Arc::strong_count(&counted), 1);
+    }
+}

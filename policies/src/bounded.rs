@@ -1,0 +1,84 @@
+use crate::Spill;
+use crossbeam_queue::ArrayQueue;
+use std::fmt;
+
+/// Keeps at most `n` idle values in a lock-free ring buffer; a value returned
+/// to a full spill is dropped.
+///
+/// Pick it when memory must have a hard ceiling: a pool with this spill never
+/// holds more than `n + 1` idle values (the `+ 1` is the owner slot), however
+/// many threads use it and however many values they hold at once.
+///
+/// ```
+/// use mempool_policies::{Bounded, Spill};
+///
+/// let spill = Bounded::new(2);
+/// assert!(spill.push(Box::new('a')).is_ok());
+/// assert!(spill.push(Box::new('b')).is_ok());
+/// assert!(spill.push(Box::new('c')).is_err());
+/// assert_eq!(spill.len(), 2);
+/// assert_eq!(spill.capacity(), 2);
+/// ```
+pub struct Bounded<T> {
+    queue: ArrayQueue<Box<T>>,
+}
+
+impl<T> Bounded<T> {
+    /// A spill that keeps at most `capacity` idle values.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is zero: a spill that keeps nothing is [`None`](crate::None).
+    ///
+    /// ```should_panic
+    /// let _ = mempool_policies::Bounded::<u8>::new(0);
+    /// ```
+    pub fn new(capacity: usize) -> Self {
+        assert!(
+            capacity > 0,
+            "spill::Bounded::new(0) keeps nothing: use spill::None for a pool \
+             that keeps no values beyond the owner slot"
+        );
+        Bounded {
+            queue: ArrayQueue::new(capacity),
+        }
+    }
+
+    /// The most idle values this spill keeps.
+    ///
+    /// ```
+    /// assert_eq!(mempool_policies::Bounded::<u8>::new(3).capacity(), 3);
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+}
+
+impl<T> Spill<T> for Bounded<T> {
+    #[inline]
+    fn pop(&self) -> Option<Box<T>> {
+        self.queue.pop()
+    }
+
+    #[inline]
+    fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
+        self.queue.push(value)
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn trim(&self) -> usize {
+        std::iter::from_fn(|| self.queue.pop()).count()
+    }
+}
+
+impl<T> fmt::Debug for Bounded<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bounded")
+            .field("idle", &self.queue.len())
+            .field("capacity", &self.queue.capacity())
+            .finish()
+    }
+}

@@ -1,0 +1,46 @@
+//! The spill strategies and reset hooks behind the [`mempool`] crate.
+//!
+//! A `mempool::Pool` keeps one value in a fast slot that belongs to the first
+//! thread that used the pool (its *owner*). Every other value lives in the
+//! pool's *spill*: a strategy that decides where idle values wait and how many
+//! are kept. This crate defines the [`Spill`] trait, the built-in strategies
+//! and the [`Reset`] hook that cleans a value before it is reused.
+//!
+//! | strategy | keeps | cost of a pop or push | pick it when |
+//! |---|---|---|---|
+//! | [`Mutex`] | every value returned | an uncontended lock on a per-thread shard | the default: many threads, bounded memory in practice |
+//! | [`LockFree`] | every value returned | one lock-free queue operation, shared by all threads | threads are preempted often while holding a lock |
+//! | [`Bounded`] | at most `n` values | one lock-free ring-buffer operation | memory must have a hard ceiling |
+//! | [`None`] | nothing | nothing | only the owner thread should reuse values |
+//! | [`PerThread`] | one value per live thread | one atomic swap on a cache line of the thread's own | threads are few and long-lived, and each uses the pool a lot |
+//!
+//! ```
+//! use mempool_policies::{Bounded, Spill};
+//!
+//! let spill = Bounded::new(1);
+//! assert!(spill.push(Box::new(7)).is_ok());
+//! assert_eq!(spill.push(Box::new(8)), Err(Box::new(8))); // full: refused
+//! assert_eq!(spill.pop(), Some(Box::new(7)));
+//! ```
+//!
+//! [`mempool`]: https://docs.rs/mempool
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+mod atomic_slot;
+mod bounded;
+mod lock_free;
+mod mutex;
+mod none;
+mod per_thread;
+mod reset;
+mod spill;
+pub mod thread_id;
+
+pub use crate::bounded::Bounded;
+pub use crate::lock_free::LockFree;
+pub use crate::mutex::Mutex;
+pub use crate::none::None;
+pub use crate::per_thread::PerThread;
+pub use crate::reset::{NoReset, Reset};
+pub use crate::spill::Spill;

@@ -1,0 +1,73 @@
+use crate::Spill;
+use crossbeam_queue::SegQueue;
+use std::fmt;
+
+/// Keeps every returned value in one unbounded lock-free queue shared by all
+/// threads.
+///
+/// No thread ever waits for another, which helps when threads are preempted
+/// often (more threads than cores). The price is that every pop and push is
+/// an atomic read-modify-write on the queue's shared head or tail, so under
+/// heavy contention the cache lines of the queue move between cores.
+///
+/// ```
+/// use mempool_policies::{LockFree, Spill};
+///
+/// let spill = LockFree::default();
+/// spill.push(Box::new(1)).unwrap();
+/// spill.push(Box::new(2)).unwrap();
+/// assert_eq!(spill.len(), 2);
+/// assert_eq!(spill.pop(), Some(Box::new(1)));
+/// ```
+pub struct LockFree<T> {
+    queue: SegQueue<Box<T>>,
+}
+
+impl<T> LockFree<T> {
+    /// An empty spill.
+    ///
+    /// ```
+    /// let spill = mempool_policies::LockFree::<String>::new();
+    /// assert!(mempool_policies::Spill::is_empty(&spill));
+    /// ```
+    pub const fn new() -> Self {
+        LockFree {
+            queue: SegQueue::new(),
+        }
+    }
+}
+
+impl<T> Default for LockFree<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Spill<T> for LockFree<T> {
+    #[inline]
+    fn pop(&self) -> Option<Box<T>> {
+        self.queue.pop()
+    }
+
+    #[inline]
+    fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
+        self.queue.push(value);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn trim(&self) -> usize {
+        std::iter::from_fn(|| self.queue.pop()).count()
+    }
+}
+
+impl<T> fmt::Debug for LockFree<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockFree")
+            .field("idle", &self.queue.len())
+            .finish()
+    }
+}

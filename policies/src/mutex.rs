@@ -1,0 +1,135 @@
+use crate::{thread_id, Spill};
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex as Lock;
+use std::fmt;
+
+/// Keeps every returned value in stacks behind `parking_lot` locks, one stack
+/// per shard, with threads spread over the shards by their thread number.
+///
+/// A thread pushes to and pops from its own shard, so two threads contend only
+/// when they share a shard and use it at the same instant; each shard sits on
+/// its own cache line, so neighbouring shards do not slow each other down.
+/// When its own shard is empty, a pop looks at the other shards (skipping any
+/// that are locked) before the pool creates a new value, so a value returned
+/// by one thread is found by another: memory follows the number of values in
+/// use at once, not the number of threads.
+///
+/// The stacks are last-in first-out, so the value handed out is the one most
+/// recently used, likely still in cache.
+///
+/// ```
+/// use mempool_policies::{Mutex, Spill};
+///
+/// let spill = Mutex::with_shards(4);
+/// spill.push(Box::new(1)).unwrap();
+/// std::thread::scope(|s| {
+///     // Another thread has another home shard, and still finds the value.
+///     s.spawn(|| assert_eq!(spill.pop(), Some(Box::new(1))));
+/// });
+/// assert!(spill.is_empty());
+/// ```
+pub struct Mutex<T> {
+    shards: Box<[CachePadded<Lock<Vec<Box<T>>>>]>,
+}
+
+impl<T> Mutex<T> {
+    /// A spill with one shard per thread the machine can run at once, times
+    /// four (to keep threads that outnumber cores apart), rounded up to a power
+    /// of two, at most 64.
+    ///
+    /// ```
+    /// let spill = mempool_policies::Mutex::<u8>::new();
+    /// assert!(spill.shards() >= 4);
+    /// ```
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_shards((cores * 4).next_power_of_two().min(64))
+    }
+
+    /// A spill with `shards` shards.
+    ///
+    /// # Panics
+    ///
+    /// If `shards` is zero.
+    ///
+    /// ```
+    /// assert_eq!(mempool_policies::Mutex::<u8>::with_shards(3).shards(), 3);
+    /// ```
+    pub fn with_shards(shards: usize) -> Self {
+        assert!(shards > 0, "spill::Mutex::with_shards(0): a spill needs at least one shard");
+        Mutex {
+            shards: (0..shards).map(|_| CachePadded::new(Lock::new(Vec::new()))).collect(),
+        }
+    }
+
+    /// How many shards the values are spread over.
+    ///
+    /// ```
+    /// assert_eq!(mempool_policies::Mutex::<u8>::with_shards(8).shards(), 8);
+    /// ```
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn home(&self) -> usize {
+        thread_id::current() % self.shards.len()
+    }
+}
+
+impl<T> Default for Mutex<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Spill<T> for Mutex<T> {
+    #[inline]
+    fn pop(&self) -> Option<Box<T>> {
+        let home = self.home();
+        if let Some(value) = self.shards[home].lock().pop() {
+            return Some(value);
+        }
+        self.pop_elsewhere(home)
+    }
+
+    #[inline]
+    fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
+        self.shards[self.home()].lock().push(value);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().len()).sum()
+    }
+
+    fn trim(&self) -> usize {
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            // Take the stack out and drop it after the lock is released, so a
+            // value whose `Drop` uses the pool cannot deadlock on this shard.
+            let stack = std::mem::take(&mut *shard.lock());
+            dropped += stack.len();
+        }
+        dropped
+    }
+}
+
+impl<T> Mutex<T> {
+    /// The home shard was empty: look at the others, in order from the next
+    /// one on, without waiting for a lock (a locked shard is busy, and
+    /// creating a value is better than queueing behind it).
+    #[cold]
+    fn pop_elsewhere(&self, home: usize) -> Option<Box<T>> {
+        let n = self.shards.len();
+        (1..n).find_map(|step| self.shards[(home + step) % n].try_lock()?.pop())
+    }
+}
+
+impl<T> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex")
+            .field("shards", &self.shards.len())
+            .field("idle", &self.len())
+            .finish()
+    }
+}

@@ -1,0 +1,81 @@
+/// Where a pool keeps the idle values that are not in its owner slot.
+///
+/// A pool calls [`pop`](Spill::pop) when a thread needs a value and the owner
+/// slot cannot serve it, and [`push`](Spill::push) when such a value comes back
+/// (already reset). Values travel boxed, so moving one in or out of a spill is
+/// a pointer copy whatever the size of `T`.
+///
+/// # Contract
+///
+/// An implementation must be safe to call from many threads at once (a pool
+/// is `Sync` only when its spill is), and:
+///
+/// - a value given to `push` and accepted (`Ok`) is owned by the spill until a
+///   `pop` or [`trim`](Spill::trim) hands it out or drops it, or the spill is
+///   dropped. A value is never handed out twice.
+/// - `push` returns `Err(value)` to refuse a value; the pool then drops it. The
+///   refused value may be a different idle value than the one offered (a spill
+///   may keep the newer one), but it must be one the spill no longer holds.
+/// - [`len`](Spill::len) and `trim` may be approximate while other threads
+///   push and pop, but must be exact when no other thread is using the spill.
+///
+/// None of these rules are needed for memory safety: a spill written wrong can
+/// make a pool slow or wasteful, never unsound, because the pool never relies
+/// on a spill for exclusive access.
+///
+/// # Example
+///
+/// A spill that keeps at most one value, behind a lock:
+///
+/// ```
+/// use mempool_policies::Spill;
+/// use std::sync::Mutex;
+///
+/// #[derive(Debug, Default)]
+/// struct One<T>(Mutex<Option<Box<T>>>);
+///
+/// impl<T> Spill<T> for One<T> {
+///     fn pop(&self) -> Option<Box<T>> {
+///         self.0.lock().unwrap().take()
+///     }
+///     fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
+///         let mut slot = self.0.lock().unwrap();
+///         if slot.is_some() {
+///             return Err(value);
+///         }
+///         *slot = Some(value);
+///         Ok(())
+///     }
+///     fn len(&self) -> usize {
+///         usize::from(self.0.lock().unwrap().is_some())
+///     }
+///     fn trim(&self) -> usize {
+///         usize::from(self.0.lock().unwrap().take().is_some())
+///     }
+/// }
+///
+/// let spill = One::default();
+/// assert!(spill.push(Box::new(1)).is_ok());
+/// assert!(spill.push(Box::new(2)).is_err());
+/// assert_eq!(spill.trim(), 1);
+/// assert_eq!(spill.len(), 0);
+/// ```
+pub trait Spill<T> {
+    /// Takes an idle value out of the spill, if it has one.
+    fn pop(&self) -> Option<Box<T>>;
+
+    /// Offers a value that has been reset. `Err` hands back a value the spill
+    /// would not keep, for the pool to drop.
+    fn push(&self, value: Box<T>) -> Result<(), Box<T>>;
+
+    /// How many idle values the spill holds.
+    fn len(&self) -> usize;
+
+    /// Whether the spill holds no idle value.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every idle value the spill holds and returns how many it dropped.
+    fn trim(&self) -> usize;
+}

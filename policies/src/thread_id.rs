@@ -1,0 +1,65 @@
+//! Small, stable numbers that name threads.
+//!
+//! A pool needs to know, on every `get`, whether the calling thread owns its
+//! fast slot, and a sharded spill needs to spread threads over its shards.
+//! Both want a number that is cheap to read and unique among the threads of
+//! the process. [`std::thread::ThreadId::as_u64`] is not stable yet, and
+//! hashing a `ThreadId` is too slow for a path that should take a nanosecond,
+//! so each thread takes the next number from a global counter the first time
+//! it asks, and keeps it in a thread-local that needs no lazy-init machinery.
+//!
+//! Numbers are never reused: a thread that exits keeps its number forever.
+//! That is what makes "owner" a safe notion for a pool: no later thread can
+//! ever be mistaken for an owner that has gone.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The next number to hand out. Zero is never handed out, so that it can mean
+/// "not assigned yet" in the thread-local and "no owner" in a pool.
+static NEXT: AtomicUsize = AtomicUsize::new(1);
+
+/// The largest number handed out. Pools keep flag bits beside a thread number,
+/// so numbers stay well below `usize::MAX`.
+pub const MAX: usize = usize::MAX >> 2;
+
+thread_local! {
+    static ID: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The calling thread's number: at least 1, at most [`MAX`], the same for the
+/// thread's whole life and never given to another thread.
+///
+/// # Panics
+///
+/// If more than [`MAX`] threads have asked for a number in this process (on a
+/// 64-bit target, more than 4·10¹⁸), or if called while the thread's
+/// thread-locals are being destroyed.
+///
+/// ```
+/// use mempool_policies::thread_id;
+///
+/// let here = thread_id::current();
+/// assert_eq!(here, thread_id::current());
+/// let there = std::thread::spawn(thread_id::current).join().unwrap();
+/// assert_ne!(here, there);
+/// ```
+#[inline]
+pub fn current() -> usize {
+    let id = ID.with(Cell::get);
+    if id != 0 {
+        return id;
+    }
+    assign()
+}
+
+#[cold]
+fn assign() -> usize {
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    // A thread that sees a number past MAX panics, and so does every thread
+    // after it; the counter would need another 3·usize::MAX/4 increments to
+    // wrap back into the valid range, which cannot happen.
+    assert!(id <= MAX, "mempool: ran out of thread numbers");
+    ID.with(|cell| cell.set(id));
+    id
+}

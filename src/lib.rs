@@ -1,0 +1,91 @@
+//! A fast, thread-safe pool for reusing allocations.
+//!
+//! Make an expensive value once (a buffer, a parser's or regex's scratch
+//! space, per-request state) and reuse it on every call. The first thread to
+//! use a pool becomes its *owner* and gets its value back through a slot that
+//! takes no lock and no read-modify-write atomic: a thread-local read, one
+//! atomic load and one store. Other threads are served by a *spill strategy*
+//! of your choice, which decides how idle values are kept and how many.
+//!
+//! ```
+//! use mempool::{spill, Pool, PoolGuard};
+//! use std::sync::{Arc, LazyLock};
+//!
+//! let pool = Pool::builder().create(Vec::<u8>::new).reset(Vec::clear).build();
+//! {
+//!     let mut buf = pool.get();              // guard: Deref + DerefMut<Target = Vec<u8>>
+//!     buf.extend_from_slice(b"hello");
+//! }                                          // reset, then kept for reuse
+//! assert!(pool.get().is_empty());
+//!
+//! let pool = Pool::new(|| String::with_capacity(64));          // shorthand, no reset
+//! static POOL: LazyLock<Pool<String>> = LazyLock::new(|| Pool::new(String::new)); // nameable with defaults
+//!
+//! let bounded = Pool::builder().create(Vec::<u8>::new).spill(spill::Bounded::new(32)).prefill(8).build();
+//! assert_eq!(bounded.idle(), 8);
+//!
+//! let shared = Arc::new(Pool::new(Vec::<u8>::new));
+//! let g = shared.get_owned();                // 'static guard holding the Arc; Send when T: Send
+//! std::thread::spawn(move || drop(g));
+//!
+//! let v: String = PoolGuard::take(pool.get()); // keep the value; it never returns
+//! pool.put(v);                               // hand a value in; reset applies
+//! let idle: usize = pool.idle();             // values held now, owner slot included
+//! let dropped: usize = pool.trim();          // drop every idle value, return how many
+//! assert_eq!((idle, dropped, pool.idle()), (1, 1, 0));
+//! ```
+//!
+//! # Spill strategies
+//!
+//! Chosen with [`PoolBuilder::spill`]; all live in [`spill`]:
+//!
+//! - [`spill::Mutex`] (the default): per-thread shards of `parking_lot` locks.
+//!   Threads rarely meet on a lock, and a thread whose shard is empty looks at
+//!   the others before creating, so memory follows how many values are in use
+//!   at once, not how many threads ever used the pool.
+//! - [`spill::LockFree`]: one shared lock-free queue; no thread ever waits.
+//! - [`spill::Bounded`]: a lock-free ring that keeps at most `n` values.
+//! - [`spill::None`]: keeps nothing; only the owner slot reuses.
+//! - [`spill::PerThread`]: one idle value per live thread, on its own cache
+//!   line.
+//!
+//! The default is [`spill::Mutex`]: in the crate's benchmarks it was the
+//! fastest strategy that keeps memory bounded by the number of values in use
+//! at once (see the README's performance section for the numbers).
+//!
+//! # The owner slot's trade-off
+//!
+//! The owner's fast path is a plain load and store, so nothing guards the
+//! slot against another thread: only the owner thread ever takes its value.
+//! Two things follow. [`Pool::trim`] on another thread cannot drop the owner
+//! slot's idle value. And if the owner thread exits, its idle value stays in
+//! the slot until the pool is dropped (one value, not one per thread).
+//!
+//! # Panics in hooks
+//!
+//! If `create` panics, the `get` that called it panics and the pool is left
+//! as it was. If `reset` panics, the value being returned is dropped (never
+//! handed out half-reset) and the pool stays usable.
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations)]
+
+mod builder;
+mod guard;
+mod owner;
+mod pool;
+mod stats;
+
+pub use crate::builder::{NoCreate, PoolBuilder};
+pub use crate::guard::{OwnedPoolGuard, PoolGuard};
+pub use crate::pool::Pool;
+pub use crate::stats::{NoStats, Stats, StatsCounters, StatsLayer};
+pub use mempool_policies::{NoReset, Reset, Spill};
+
+/// The spill strategies: where a pool keeps values beyond the owner slot.
+/// See [`mempool_policies`] for the trait contract and a comparison.
+pub mod spill {
+    pub use mempool_policies::{Bounded, LockFree, Mutex, None, PerThread, Spill};
+}
+
+/// The spill strategy of [`Pool::new`] and [`Pool::builder`].
+pub type DefaultSpill<T> = spill::Mutex<T>;

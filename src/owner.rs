@@ -1,0 +1,230 @@
+//! The owner slot: one value that only the pool's owner thread takes without
+//! a lock or a read-modify-write atomic.
+//!
+//! This is the only module of the crate with `unsafe` code that the pool's
+//! soundness rests on, so its protocol is spelled out here in full.
+//!
+//! # Protocol
+//!
+//! The slot has an `owner` (a thread number from
+//! [`mempool_policies::thread_id`], or 0 while no thread has claimed it) and a
+//! `state`, one of `EMPTY`, `FULL` (both *idle*) or `IN_USE`.
+//!
+//! 1. `owner` goes from 0 to a thread number once, by compare-and-swap, and
+//!    never changes again. Thread numbers are never reused, so after the claim
+//!    exactly one thread, alive or not, is the owner.
+//! 2. Only the owner thread moves `state` out of an idle state (`FULL` or
+//!    `EMPTY`) into `IN_USE`, with a plain store. No other thread ever writes
+//!    an idle state over an idle state.
+//! 3. Whoever moved `state` to `IN_USE` holds a [`Ticket`]. The ticket, and
+//!    nothing else, gives access to the value; it ends with a store of `FULL`
+//!    (value kept) or `EMPTY` (value moved out or dropped), which may happen on
+//!    another thread if the guard holding the ticket was sent there.
+//! 4. While `state` is idle, only the owner thread touches the value (to fill
+//!    an `EMPTY` slot or to trim a `FULL` one), and it does so without leaving
+//!    the idle states, so rule 2 still holds.
+//!
+//! Rules 1 and 2 mean the load-then-store of the fast path cannot race with
+//! any other writer: no other thread writes `state` while it is idle, and while
+//! it is `IN_USE` the owner thread does not take the fast path. A ticket is
+//! therefore exclusive, and the `Release` store that ends it pairs with the
+//! `Acquire` load of the next owner `get`, so every write made through one
+//! ticket is visible to the holder of the next.
+//!
+//! Why not a compare-and-swap on every `get`, as a simpler design would? A
+//! compare-and-swap is several times the cost of a load and a store, and the
+//! whole point of this slot is the nanosecond path. The price is that only the
+//! owner thread can ever take or drop this value: a `trim` from another
+//! thread cannot reach it, and if the owner thread exits, its idle value stays
+//! until the pool is dropped.
+//!
+//! `owner` and `state` sit on different cache lines: every `get` from every
+//! thread reads `owner`, which never changes after the claim, so its line stays
+//! shared in all caches; `state` and the value are written by the owner thread
+//! on each `get`, and only that thread reads them on the fast path.
+
+use crossbeam_utils::CachePadded;
+use std::cell::UnsafeCell;
+use std::mem::{self, MaybeUninit};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+const EMPTY: u8 = 0;
+const FULL: u8 = 1;
+const IN_USE: u8 = 2;
+
+/// The fast slot of a pool. See the module docs for the protocol.
+pub(crate) struct OwnerSlot<T> {
+    /// Thread number of the owner, 0 while unclaimed. Written once.
+    owner: AtomicUsize,
+    hot: CachePadded<Hot<T>>,
+}
+
+struct Hot<T> {
+    state: AtomicU8,
+    /// Initialized exactly when `state` is `FULL`, or `IN_USE` with a live
+    /// ticket.
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+/// Proof that its holder moved the slot to `IN_USE` and may use the value.
+/// Not `Clone`: there is one ticket per `IN_USE` period. A ticket is only ever
+/// used with the slot that issued it (a guard keeps the two together).
+#[derive(Debug)]
+pub(crate) struct Ticket(());
+
+// SAFETY: the slot hands its value to one ticket holder at a time (protocol
+// above), and a ticket holder may be on any thread, so sharing the slot only
+// ever *sends* the value between threads: `T: Send` is what is needed, as for
+// `Mutex<T>`. No `&T` is reachable through `&OwnerSlot<T>` alone.
+unsafe impl<T: Send> Sync for OwnerSlot<T> {}
+
+impl<T> OwnerSlot<T> {
+    pub(crate) const fn new() -> Self {
+        OwnerSlot {
+            owner: AtomicUsize::new(0),
+            hot: CachePadded::new(Hot {
+                state: AtomicU8::new(EMPTY),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            }),
+        }
+    }
+
+    /// The owner's thread number, or 0 while unclaimed.
+    #[inline]
+    pub(crate) fn owner(&self) -> usize {
+        // Relaxed: the number carries no data with it. A stale 0 only sends
+        // a thread down the slow path, where `claim` settles it.
+        self.owner.load(Ordering::Relaxed)
+    }
+
+    /// The fast path: the owner thread takes the idle value.
+    #[inline(always)]
+    pub(crate) fn take_ticket(&self, caller: usize) -> Option<Ticket> {
+        if self.owner() == caller && self.hot.state.load(Ordering::Acquire) == FULL {
+            // Rule 2: only `caller` leaves an idle state, so nobody can have
+            // changed `state` since the load. Relaxed: nothing is published.
+            self.hot.state.store(IN_USE, Ordering::Relaxed);
+            return Some(Ticket(()));
+        }
+        None
+    }
+
+    /// Makes `caller` the owner if the slot has none. True if it did.
+    pub(crate) fn claim(&self, caller: usize) -> bool {
+        self.owner
+            .compare_exchange(0, caller, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Whether `caller` owns the slot and the slot is idle and empty, so that
+    /// `fill` would succeed.
+    pub(crate) fn is_empty_for(&self, caller: usize) -> bool {
+        self.owner() == caller && self.hot.state.load(Ordering::Acquire) == EMPTY
+    }
+
+    /// The owner thread puts `value` in an empty slot and takes a ticket for
+    /// it. Gives the value back if `caller` is not the owner or the slot is
+    /// not empty.
+    pub(crate) fn fill(&self, caller: usize, value: T) -> Result<Ticket, T> {
+        if !self.is_empty_for(caller) {
+            return Err(value);
+        }
+        self.hot.state.store(IN_USE, Ordering::Relaxed);
+        // SAFETY: the slot was EMPTY and `caller` is its owner, and we moved
+        // it to IN_USE (rule 2: nobody else could have changed it in between),
+        // so this thread is the only one that may touch the value, which is
+        // uninitialized: writing it leaks nothing.
+        unsafe { (*self.hot.value.get()).write(value) };
+        Ok(Ticket(()))
+    }
+
+    /// The value, for the holder of a ticket.
+    #[inline(always)]
+    pub(crate) fn value<'a>(&'a self, _ticket: &'a Ticket) -> &'a T {
+        // SAFETY: a ticket exists only while the slot is IN_USE and the value
+        // is initialized, and it is the only way to the value (rule 3); the
+        // shared borrow of the ticket keeps it alive, and it cannot be ended
+        // (release/take consume it) while this reference lives.
+        unsafe { (*self.hot.value.get()).assume_init_ref() }
+    }
+
+    /// The value, mutably, for the holder of a ticket.
+    #[inline(always)]
+    pub(crate) fn value_mut<'a>(&'a self, _ticket: &'a mut Ticket) -> &'a mut T {
+        // SAFETY: as in `value`; the ticket is borrowed mutably, so this is the
+        // only reference to the value made through it.
+        unsafe { (*self.hot.value.get()).assume_init_mut() }
+    }
+
+    /// Runs `reset` on the value and ends the ticket, keeping the value. If
+    /// `reset` panics, the value is dropped and the slot left empty, so the
+    /// pool stays usable and never hands out a half-reset value.
+    #[inline]
+    pub(crate) fn release_after(&self, mut ticket: Ticket, reset: impl FnOnce(&mut T)) {
+        struct DropOnUnwind<'a, T>(&'a OwnerSlot<T>);
+        impl<T> Drop for DropOnUnwind<'_, T> {
+            fn drop(&mut self) {
+                // SAFETY: this runs only while `reset` unwinds, when the
+                // ticket (moved into `release_after`) is still held: the value
+                // is initialized and ours alone. After the drop it is
+                // uninitialized, and EMPTY says so.
+                unsafe { (*self.0.hot.value.get()).assume_init_drop() };
+                self.0.hot.state.store(EMPTY, Ordering::Release);
+            }
+        }
+        let on_unwind = DropOnUnwind(self);
+        reset(self.value_mut(&mut ticket));
+        mem::forget(on_unwind);
+        self.hot.state.store(FULL, Ordering::Release);
+    }
+
+    /// Moves the value out and ends the ticket, leaving the slot empty.
+    pub(crate) fn take(&self, _ticket: Ticket) -> T {
+        // SAFETY: the ticket gives us the initialized value alone; reading it
+        // out leaves the memory logically uninitialized, which the EMPTY
+        // store below records before anybody else can see the slot again.
+        let value = unsafe { (*self.hot.value.get()).assume_init_read() };
+        self.hot.state.store(EMPTY, Ordering::Release);
+        value
+    }
+
+    /// The owner thread moves the idle value out, if there is one; on any
+    /// other thread, or if the value is in use, returns `None`.
+    pub(crate) fn trim(&self, caller: usize) -> Option<T> {
+        if self.owner() != caller || self.hot.state.load(Ordering::Acquire) != FULL {
+            return None;
+        }
+        // SAFETY: `caller` owns the slot and it is FULL: by rule 2 no other
+        // thread can take a ticket or touch the value, and this thread is busy
+        // here. The read leaves the value uninitialized, which EMPTY records.
+        let value = unsafe { (*self.hot.value.get()).assume_init_read() };
+        self.hot.state.store(EMPTY, Ordering::Release);
+        Some(value)
+    }
+
+    /// Whether the slot holds an idle value (stale at once under concurrency).
+    pub(crate) fn is_full(&self) -> bool {
+        self.hot.state.load(Ordering::Relaxed) == FULL
+    }
+
+    /// A word for `Debug` output.
+    pub(crate) fn state_name(&self) -> &'static str {
+        match self.hot.state.load(Ordering::Relaxed) {
+            FULL => "idle",
+            IN_USE => "in use",
+            _ => "empty",
+        }
+    }
+}
+
+impl<T> Drop for OwnerSlot<T> {
+    fn drop(&mut self) {
+        if *self.hot.state.get_mut() == FULL {
+            // SAFETY: `&mut self` means no ticket or other thread can use the
+            // slot, and FULL means the value is initialized.
+            unsafe { self.hot.value.get_mut().assume_init_drop() };
+        }
+        // IN_USE here means a guard was leaked with `mem::forget`: its value
+        // leaks with it, which is safe.
+    }
+}

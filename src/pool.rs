@@ -1,0 +1,329 @@
+use crate::guard::{Held, OwnedPoolGuard, PoolGuard};
+use crate::owner::OwnerSlot;
+use crate::stats::{Event, NoStats, Stats, StatsLayer};
+use crate::{DefaultSpill, NoReset, Reset, Spill};
+use mempool_policies::thread_id;
+use std::fmt;
+use std::sync::Arc;
+
+/// A thread-safe pool of reusable values.
+///
+/// The first thread to call [`get`](Pool::get) becomes the pool's *owner*: for
+/// the pool's whole life, that thread gets and returns one value through a
+/// slot that needs no lock and no read-modify-write atomic. Every other get
+/// (other threads, or the owner while its slot is in use) goes to the spill
+/// strategy `S`, and when the spill has nothing, `create` makes a new value.
+/// A returned value is reset by `R`, then goes back to the owner slot if it
+/// came from there, or is offered to the spill; a value the spill refuses is
+/// dropped.
+///
+/// A value is only ever held by one guard at a time, and values are never
+/// shared between threads, which is why a pool is `Sync` as soon as `T` is
+/// `Send` (and the hooks are `Send + Sync`).
+///
+/// The type parameters are the value, the `create` hook, the `reset` hook, the
+/// spill strategy and the stats layer. Their defaults make `Pool<T>` a
+/// nameable type for a `static` or a struct field, built by [`Pool::new`] with
+/// a function pointer:
+///
+/// ```
+/// use mempool::Pool;
+/// use std::sync::LazyLock;
+///
+/// static BUFFERS: LazyLock<Pool<String>> = LazyLock::new(|| Pool::new(String::new));
+///
+/// let mut s = BUFFERS.get();
+/// s.push_str("hi");
+/// assert_eq!(*s, "hi");
+/// ```
+///
+/// Build any other combination with [`Pool::builder`].
+pub struct Pool<T, C = fn() -> T, R = NoReset, S = DefaultSpill<T>, M = NoStats> {
+    owner: OwnerSlot<T>,
+    create: C,
+    reset: R,
+    spill: S,
+    stats: M,
+}
+
+impl<T, C: Fn() -> T> Pool<T, C> {
+    /// A pool that makes values with `create`, does not reset them, and
+    /// keeps extra values in the default spill strategy.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::new(|| String::with_capacity(64));
+    /// assert!(pool.get().capacity() >= 64);
+    /// ```
+    pub fn new(create: C) -> Self {
+        Pool::from_parts(create, NoReset, DefaultSpill::default(), NoStats)
+    }
+}
+
+impl<T, C, R, S, M> Pool<T, C, R, S, M> {
+    pub(crate) fn from_parts(create: C, reset: R, spill: S, stats: M) -> Self {
+        Pool {
+            owner: OwnerSlot::new(),
+            create,
+            reset,
+            spill,
+            stats,
+        }
+    }
+
+    /// The owner slot, for guards.
+    pub(crate) fn owner_slot(&self) -> &OwnerSlot<T> {
+        &self.owner
+    }
+}
+
+impl<T, C, R, S, M> Pool<T, C, R, S, M>
+where
+    C: Fn() -> T,
+    R: Reset<T>,
+    S: Spill<T>,
+    M: StatsLayer,
+{
+    /// A value from the pool, in a guard that returns it when dropped.
+    ///
+    /// On the owner thread with its slot idle, this is a thread-local read,
+    /// an atomic load and an atomic store. Otherwise the value comes from the
+    /// spill, or from `create` if the spill has none.
+    ///
+    /// # Panics
+    ///
+    /// If `create` panics; the pool stays usable.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::builder().create(Vec::<u8>::new).reset(Vec::clear).build();
+    /// let mut buf = pool.get();
+    /// buf.push(1);
+    /// drop(buf);
+    /// assert!(pool.get().is_empty()); // the same vector, cleared
+    /// ```
+    #[inline]
+    pub fn get(&self) -> PoolGuard<'_, T, C, R, S, M> {
+        PoolGuard::new(self, self.acquire())
+    }
+
+    /// Like [`get`](Pool::get), but the guard holds an `Arc` of the pool
+    /// instead of a borrow, so it is `'static` (and `Send` when `T` is) and
+    /// can move to another thread or into a task.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// let pool = Arc::new(mempool::Pool::new(Vec::<u8>::new));
+    /// let mut buf = pool.get_owned();
+    /// std::thread::spawn(move || buf.push(7)).join().unwrap();
+    /// assert_eq!(pool.idle(), 1); // returned from the other thread
+    /// ```
+    pub fn get_owned(self: &Arc<Self>) -> OwnedPoolGuard<T, C, R, S, M> {
+        OwnedPoolGuard::new(Arc::clone(self), self.acquire())
+    }
+
+    #[inline(always)]
+    fn acquire(&self) -> Held<T> {
+        let caller = thread_id::current();
+        if let Some(ticket) = self.owner.take_ticket(caller) {
+            self.stats.owner_hit();
+            return Held::Owner(ticket);
+        }
+        self.acquire_slow(caller)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, caller: usize) -> Held<T> {
+        let owner = self.owner.owner();
+        if owner == 0 {
+            // Nobody owns the slot: get a value first (so that a panic in
+            // `create` leaves the slot as it was), then try to claim it.
+            let value = self.from_spill_or_create();
+            if self.owner.claim(caller) {
+                return self.fill_owner_slot(caller, *value);
+            }
+            return Held::Spilled(value);
+        }
+        if owner == caller && self.owner.is_empty_for(caller) {
+            // The owner's slot was emptied (by `take`, `trim` or a panicking
+            // reset): refill it.
+            let value = match self.spill.pop() {
+                Some(value) => {
+                    self.stats.count(Event::SpillHit);
+                    *value
+                }
+                None => self.create(),
+            };
+            return self.fill_owner_slot(caller, value);
+        }
+        // Another thread owns the slot, or the owner is using it.
+        Held::Spilled(self.from_spill_or_create())
+    }
+
+    fn fill_owner_slot(&self, caller: usize, value: T) -> Held<T> {
+        match self.owner.fill(caller, value) {
+            Ok(ticket) => Held::Owner(ticket),
+            // Unreachable by the slot protocol (only `caller` could have left
+            // the empty state), but a spilled value is a correct answer too.
+            Err(value) => Held::Spilled(Box::new(value)),
+        }
+    }
+
+    fn from_spill_or_create(&self) -> Box<T> {
+        match self.spill.pop() {
+            Some(value) => {
+                self.stats.count(Event::SpillHit);
+                value
+            }
+            None => Box::new(self.create()),
+        }
+    }
+
+    fn create(&self) -> T {
+        let value = (self.create)();
+        self.stats.count(Event::Create);
+        value
+    }
+
+    /// Takes a value back from a guard. Runs on whichever thread drops it.
+    #[inline]
+    pub(crate) fn give_back(&self, held: Held<T>) {
+        match held {
+            Held::Owner(ticket) => {
+                self.stats.owner_return();
+                self.owner
+                    .release_after(ticket, |value| self.reset.reset(value));
+            }
+            Held::Spilled(value) => self.give_back_spilled(value),
+        }
+    }
+
+    #[cold]
+    fn give_back_spilled(&self, mut value: Box<T>) {
+        self.stats.count(Event::Return);
+        self.reset.reset(&mut value);
+        self.offer(value);
+    }
+
+    /// Offers a reset value to the spill, dropping it if refused.
+    fn offer(&self, value: Box<T>) {
+        match self.spill.push(value) {
+            Ok(()) => self.stats.count(Event::Spilled),
+            Err(refused) => {
+                self.stats.count(Event::Discarded);
+                drop(refused);
+            }
+        }
+    }
+
+    /// Records that a guard's value left the pool through `take`.
+    pub(crate) fn note_taken(&self) {
+        self.stats.count(Event::Taken);
+    }
+
+    /// Hands a value to the pool, as if a guard holding it were dropped: it
+    /// is reset, then offered to the spill (and dropped if refused).
+    ///
+    /// # Panics
+    ///
+    /// If `reset` panics; the value is dropped and the pool stays usable.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::builder().create(Vec::<u8>::new).reset(Vec::clear).build();
+    /// pool.put(vec![1, 2, 3]);
+    /// assert_eq!(pool.idle(), 1);
+    /// let v = pool.get();
+    /// assert!(v.is_empty() && v.capacity() >= 3); // reset, allocation kept
+    /// ```
+    pub fn put(&self, value: T) {
+        self.give_back_spilled(Box::new(value));
+    }
+
+    /// Makes `n` values with `create` and offers them to the spill, so that
+    /// the first gets find them ready. Values the spill refuses are dropped.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::new(Vec::<u8>::new);
+    /// pool.prefill(3);
+    /// assert_eq!(pool.idle(), 3);
+    /// ```
+    pub fn prefill(&self, n: usize) {
+        for _ in 0..n {
+            let value = Box::new(self.create());
+            self.stats.count(Event::Prefill);
+            self.offer(value);
+        }
+    }
+
+    /// How many idle values the pool holds now, the owner slot's included.
+    /// Exact when no other thread is using the pool.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::new(String::new);
+    /// assert_eq!(pool.idle(), 0);
+    /// drop(pool.get());
+    /// assert_eq!(pool.idle(), 1);
+    /// ```
+    pub fn idle(&self) -> usize {
+        usize::from(self.owner.is_full()) + self.spill.len()
+    }
+
+    /// Drops every idle value the pool can reach and returns how many it
+    /// dropped. The pool stays usable: later gets create values again.
+    ///
+    /// The owner slot's idle value is dropped only when `trim` runs on the
+    /// owner thread: on the owner thread's fast path nothing guards the slot
+    /// against another thread, so no other thread may touch it (see the
+    /// crate docs for why that trade is made).
+    ///
+    /// ```
+    /// let pool = mempool::Pool::new(Vec::<u8>::new);
+    /// drop((pool.get(), pool.get()));
+    /// assert_eq!(pool.idle(), 2);
+    /// assert_eq!(pool.trim(), 2);
+    /// assert_eq!(pool.idle(), 0);
+    /// ```
+    pub fn trim(&self) -> usize {
+        let own = self.owner.trim(thread_id::current());
+        let dropped = usize::from(own.is_some()) + self.spill.trim();
+        drop(own);
+        self.stats.count(Event::Trimmed(dropped));
+        dropped
+    }
+
+    /// A snapshot of the pool's counters, or `None` if the pool was built
+    /// without [`stats`](crate::PoolBuilder::stats).
+    ///
+    /// ```
+    /// let pool = mempool::Pool::builder().create(String::new).stats().build();
+    /// drop(pool.get());
+    /// assert_eq!(pool.stats().unwrap().creates, 1);
+    /// assert!(mempool::Pool::new(String::new).stats().is_none());
+    /// ```
+    pub fn stats(&self) -> Option<Stats> {
+        self.stats.snapshot(self.idle())
+    }
+
+    /// The spill strategy, for inspection.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::builder()
+    ///     .create(String::new)
+    ///     .spill(mempool::spill::Bounded::new(4))
+    ///     .build();
+    /// assert_eq!(pool.spill().capacity(), 4);
+    /// ```
+    pub fn spill(&self) -> &S {
+        &self.spill
+    }
+}
+
+impl<T, C, R, S: fmt::Debug, M> fmt::Debug for Pool<T, C, R, S, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let owner = self.owner.owner();
+        f.debug_struct("Pool")
+            .field("owner_thread", &(owner != 0).then_some(owner))
+            .field("owner_slot", &self.owner.state_name())
+            .field("spill", &self.spill)
+            .finish_non_exhaustive()
+    }
+}
