@@ -1,1 +1,79 @@
-fn main() {}
+//! One thread, `Vec<u8>` of capacity 256: get, push a byte, return (cleared).
+//!
+//! Side by side in one run: this crate's owner path, the original `mempool`
+//! 0.3.1 owner path (which returns a shared reference and does no reset or
+//! return: the push and clear go through a `RefCell`), `regex-automata`'s
+//! internal pool, and allocating a fresh vector each time.
+//!
+//! `cargo bench --bench single_thread`
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::cell::RefCell;
+use std::time::Duration;
+
+fn new_vec() -> Vec<u8> {
+    Vec::with_capacity(256)
+}
+
+fn single_thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group("single_thread");
+
+    let ours = mempool::Pool::builder()
+        .create(new_vec)
+        .reset(Vec::clear)
+        .build();
+    group.bench_function("mempool", |b| {
+        b.iter(|| {
+            let mut v = ours.get();
+            v.push(black_box(1));
+        })
+    });
+
+    let ours_stats = mempool::Pool::builder()
+        .create(new_vec)
+        .reset(Vec::clear)
+        .stats()
+        .build();
+    group.bench_function("mempool+stats", |b| {
+        b.iter(|| {
+            let mut v = ours_stats.get();
+            v.push(black_box(1));
+        })
+    });
+
+    let old = mempool03::Pool::new(Box::new(|| RefCell::new(new_vec())));
+    group.bench_function("mempool-0.3.1", |b| {
+        b.iter(|| {
+            let mut v = old.get().borrow_mut();
+            v.push(black_box(1));
+            v.clear();
+        })
+    });
+
+    let regex = regex_automata::util::pool::Pool::new(new_vec as fn() -> Vec<u8>);
+    group.bench_function("regex-automata", |b| {
+        b.iter(|| {
+            let mut v = regex.get();
+            v.push(black_box(1));
+            v.clear();
+        })
+    });
+
+    group.bench_function("allocate", |b| {
+        b.iter(|| {
+            let mut v = black_box(new_vec());
+            v.push(black_box(1));
+        })
+    });
+
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = single_thread
+}
+criterion_main!(benches);

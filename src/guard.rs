@@ -143,6 +143,8 @@ where
     S: Spill<T>,
     M: StatsLayer,
 {
+    // The pool's five type parameters make this type long, not complex.
+    #[allow(clippy::type_complexity)]
     pool: ManuallyDrop<Arc<Pool<T, C, R, S, M>>>,
     held: ManuallyDrop<Held<T>>,
 }

@@ -137,7 +137,7 @@ where
         if owner == 0 {
             // Nobody owns the slot: get a value first (so that a panic in
             // `create` leaves the slot as it was), then try to claim it.
-            let value = self.from_spill_or_create();
+            let value = self.pop_or_create();
             if self.owner.claim(caller) {
                 return self.fill_owner_slot(caller, *value);
             }
@@ -156,7 +156,7 @@ where
             return self.fill_owner_slot(caller, value);
         }
         // Another thread owns the slot, or the owner is using it.
-        Held::Spilled(self.from_spill_or_create())
+        Held::Spilled(self.pop_or_create())
     }
 
     fn fill_owner_slot(&self, caller: usize, value: T) -> Held<T> {
@@ -168,7 +168,7 @@ where
         }
     }
 
-    fn from_spill_or_create(&self) -> Box<T> {
+    fn pop_or_create(&self) -> Box<T> {
         match self.spill.pop() {
             Some(value) => {
                 self.stats.count(Event::SpillHit);

@@ -29,8 +29,11 @@ use std::fmt;
 /// assert!(spill.is_empty());
 /// ```
 pub struct Mutex<T> {
-    shards: Box<[CachePadded<Lock<Vec<Box<T>>>>]>,
+    shards: Box<[Shard<T>]>,
 }
+
+/// One stack of idle values behind its own lock, alone on its cache line.
+type Shard<T> = CachePadded<Lock<Vec<Box<T>>>>;
 
 impl<T> Mutex<T> {
     /// A spill with one shard per thread the machine can run at once, times
@@ -56,9 +59,14 @@ impl<T> Mutex<T> {
     /// assert_eq!(mempool_policies::Mutex::<u8>::with_shards(3).shards(), 3);
     /// ```
     pub fn with_shards(shards: usize) -> Self {
-        assert!(shards > 0, "spill::Mutex::with_shards(0): a spill needs at least one shard");
+        assert!(
+            shards > 0,
+            "spill::Mutex::with_shards(0): a spill needs at least one shard"
+        );
         Mutex {
-            shards: (0..shards).map(|_| CachePadded::new(Lock::new(Vec::new()))).collect(),
+            shards: (0..shards)
+                .map(|_| CachePadded::new(Lock::new(Vec::new())))
+                .collect(),
         }
     }
 

@@ -1,0 +1,269 @@
+//! The pool's semantics on one thread and across a few.
+
+mod common;
+
+use mempool::{spill, OwnedPoolGuard, Pool, PoolGuard};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, LazyLock};
+
+fn counting_pool() -> (Arc<AtomicUsize>, impl Fn() -> Vec<u8>) {
+    let made = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&made);
+    (made, move || {
+        counter.fetch_add(1, SeqCst);
+        Vec::with_capacity(16)
+    })
+}
+
+#[test]
+fn owner_reuses_one_value() {
+    let (made, create) = counting_pool();
+    let pool = Pool::builder().create(create).reset(Vec::clear).build();
+    let first = pool.get().as_ptr();
+    for _ in 0..100 {
+        let mut v = pool.get();
+        assert!(v.is_empty(), "reset must clear the value before reuse");
+        assert_eq!(v.as_ptr(), first, "the owner must get its one value back");
+        v.push(1);
+    }
+    assert_eq!(made.load(SeqCst), 1);
+    assert_eq!(pool.idle(), 1);
+}
+
+#[test]
+fn nested_gets_use_the_spill() {
+    let (made, create) = counting_pool();
+    let pool = Pool::builder().create(create).build();
+    {
+        let a = pool.get();
+        let b = pool.get();
+        assert_ne!(a.as_ptr(), b.as_ptr(), "two guards never share a value");
+        assert_eq!(
+            format!("{a:?}"),
+            "PoolGuard { value: [], from: \"owner slot\" }"
+        );
+        assert_eq!(format!("{b:?}"), "PoolGuard { value: [], from: \"spill\" }");
+    }
+    assert_eq!(pool.idle(), 2);
+    {
+        let _a = pool.get();
+        let _b = pool.get();
+    }
+    assert_eq!(made.load(SeqCst), 2, "the spilled value is reused");
+}
+
+#[test]
+fn every_strategy_serves_nested_gets() {
+    for_each_spill!(|name, spill| {
+        let (made, create) = counting_pool();
+        let pool = Pool::builder().create(create).spill(spill).build();
+        for _ in 0..3 {
+            let _a = pool.get();
+            let _b = pool.get();
+        }
+        let expected = if name == "None" { 1 + 3 } else { 2 };
+        assert_eq!(made.load(SeqCst), expected, "{name}");
+        assert_eq!(
+            pool.idle(),
+            expected.min(2) - usize::from(name == "None"),
+            "{name}"
+        );
+    });
+}
+
+#[test]
+fn other_threads_reuse_spilled_values() {
+    let (made, create) = counting_pool();
+    let pool = Pool::builder().create(create).build();
+    drop(pool.get()); // this thread owns the slot
+    for _ in 0..10 {
+        std::thread::scope(|s| {
+            s.spawn(|| pool.get().push(1));
+        });
+    }
+    assert_eq!(
+        made.load(SeqCst),
+        2,
+        "one for the owner, one shared by the others"
+    );
+}
+
+#[test]
+fn take_empties_the_owner_slot_and_the_next_get_refills_it() {
+    let (made, create) = counting_pool();
+    let pool = Pool::builder().create(create).build();
+    let v = PoolGuard::take(pool.get());
+    assert_eq!(v.capacity(), 16);
+    assert_eq!(pool.idle(), 0);
+    drop(pool.get());
+    assert_eq!(made.load(SeqCst), 2);
+    assert_eq!(pool.idle(), 1);
+    // The refilled slot is the fast one again: no more creations.
+    for _ in 0..10 {
+        drop(pool.get());
+    }
+    assert_eq!(made.load(SeqCst), 2);
+}
+
+#[test]
+fn put_resets_and_the_owner_refills_from_the_spill() {
+    let (made, create) = counting_pool();
+    let pool = Pool::builder().create(create).reset(Vec::clear).build();
+    let mut v = PoolGuard::take(pool.get());
+    v.extend_from_slice(b"dirty");
+    pool.put(v);
+    assert_eq!(pool.idle(), 1);
+    let again = pool.get();
+    assert!(again.is_empty());
+    assert_eq!(made.load(SeqCst), 1, "the put value came back");
+}
+
+#[test]
+fn put_into_none_drops_the_value() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .spill(spill::None)
+        .build();
+    pool.put(vec![1]);
+    assert_eq!(pool.idle(), 0);
+}
+
+#[test]
+fn trim_on_the_owner_thread_drops_everything() {
+    for_each_spill!(|name, spill| {
+        let pool = Pool::builder().create(Vec::<u8>::new).spill(spill).build();
+        drop((pool.get(), pool.get(), pool.get()));
+        let held = pool.idle();
+        assert_eq!(pool.trim(), held, "{name}");
+        assert_eq!(pool.idle(), 0, "{name}");
+        drop(pool.get());
+        assert_eq!(pool.idle(), 1, "{name}: usable after trim");
+    });
+}
+
+#[test]
+fn trim_on_another_thread_leaves_the_owner_slot() {
+    let pool = Pool::new(Vec::<u8>::new);
+    drop((pool.get(), pool.get()));
+    assert_eq!(pool.idle(), 2);
+    let dropped = std::thread::scope(|s| s.spawn(|| pool.trim()).join().unwrap());
+    assert_eq!(
+        dropped, 1,
+        "only the spilled value is reachable from another thread"
+    );
+    assert_eq!(pool.idle(), 1);
+}
+
+#[test]
+fn prefill_is_found_by_the_first_gets() {
+    let (made, create) = counting_pool();
+    let pool = Pool::builder()
+        .create(create)
+        .spill(spill::Bounded::new(32))
+        .prefill(8)
+        .build();
+    assert_eq!(made.load(SeqCst), 8);
+    assert_eq!(pool.idle(), 8);
+    {
+        let _guards: Vec<_> = (0..8).map(|_| pool.get()).collect();
+        assert_eq!(pool.idle(), 0);
+    }
+    assert_eq!(
+        made.load(SeqCst),
+        8,
+        "no get created: all came from prefill"
+    );
+}
+
+#[test]
+fn prefill_beyond_a_bound_is_dropped() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .spill(spill::Bounded::new(2))
+        .prefill(5)
+        .build();
+    assert_eq!(pool.idle(), 2);
+}
+
+#[test]
+fn owned_guard_returns_from_another_thread_to_the_owner_slot() {
+    let pool = Arc::new(
+        Pool::builder()
+            .create(Vec::<u8>::new)
+            .reset(Vec::clear)
+            .build(),
+    );
+    let mut g = pool.get_owned();
+    g.push(9);
+    let ptr = g.as_ptr();
+    std::thread::spawn(move || drop(g)).join().unwrap();
+    let again = pool.get();
+    assert_eq!(again.as_ptr(), ptr, "the owner's value came home");
+    assert!(again.is_empty());
+}
+
+#[test]
+fn owned_guard_can_outlive_every_other_handle() {
+    let pool = Arc::new(Pool::new(Vec::<u8>::new));
+    let g = pool.get_owned();
+    drop(pool);
+    assert_eq!(OwnedPoolGuard::pool(&g).idle(), 0);
+    drop(g); // returns the value, then drops the pool
+}
+
+#[test]
+fn owned_take_keeps_the_value() {
+    let pool = Arc::new(Pool::new(|| vec![3u8]));
+    let v = OwnedPoolGuard::take(pool.get_owned());
+    assert_eq!(v, [3]);
+    assert_eq!(pool.idle(), 0);
+}
+
+static STATIC_POOL: LazyLock<Pool<String>> = LazyLock::new(|| Pool::new(String::new));
+
+struct HoldsAPool {
+    pool: Pool<Vec<u8>>,
+}
+
+#[test]
+fn default_type_is_nameable() {
+    STATIC_POOL.get().push('a');
+    assert_eq!(*STATIC_POOL.get(), "a", "no reset by default");
+    let holder = HoldsAPool {
+        pool: Pool::new(Vec::new),
+    };
+    assert!(holder.pool.get().is_empty());
+}
+
+#[test]
+fn auto_traits() {
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+    send::<Pool<Vec<u8>>>();
+    sync::<Pool<Vec<u8>>>();
+    sync::<Pool<std::cell::Cell<u8>>>(); // values are never shared
+    send::<PoolGuard<'static, Vec<u8>>>();
+    send::<OwnedPoolGuard<Vec<u8>>>();
+    send::<Pool<u8, fn() -> u8, mempool::NoReset, spill::PerThread<u8>>>();
+    send::<Pool<u8, fn() -> u8, mempool::NoReset, spill::LockFree<u8>, mempool::StatsCounters>>();
+    sync::<Pool<u8, fn() -> u8, mempool::NoReset, spill::Bounded<u8>, mempool::StatsCounters>>();
+}
+
+#[test]
+fn debug_output_names_the_parts() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .spill(spill::Bounded::new(4))
+        .build();
+    assert_eq!(
+        format!("{pool:?}"),
+        "Pool { owner_thread: None, owner_slot: \"empty\", spill: Bounded { idle: 0, capacity: 4 }, .. }"
+    );
+    let g = pool.get();
+    let shown = format!("{pool:?}");
+    assert!(shown.contains("owner_slot: \"in use\""), "{shown}");
+    drop(g);
+    assert!(format!("{pool:?}").contains("owner_slot: \"idle\""));
+    let builder = Pool::builder().create(String::new).prefill(3);
+    assert!(format!("{builder:?}").contains("prefill: 3"));
+}
