@@ -89,3 +89,8 @@ pub mod spill {
 
 /// The spill strategy of [`Pool::new`] and [`Pool::builder`].
 pub type DefaultSpill<T> = spill::Mutex<T>;
+
+/// The README's Rust blocks run as doc tests, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
