@@ -70,6 +70,7 @@
 #![warn(missing_debug_implementations)]
 
 mod builder;
+mod export;
 mod guard;
 mod owner;
 mod pool;

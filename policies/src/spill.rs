@@ -79,3 +79,37 @@ pub trait Spill<T> {
     /// Drops every idle value the spill holds and returns how many it dropped.
     fn trim(&self) -> usize;
 }
+
+/// A boxed spill, so that the strategy can be chosen at run time:
+///
+/// ```
+/// use mempool_policies::{Bounded, Mutex, Spill};
+///
+/// let bounded = std::env::args().count() > 99;
+/// let spill: Box<dyn Spill<String> + Send + Sync> = if bounded {
+///     Box::new(Bounded::new(8))
+/// } else {
+///     Box::new(Mutex::default())
+/// };
+/// spill.push(Box::new(String::new())).unwrap();
+/// assert_eq!(spill.len(), 1);
+/// ```
+impl<T, S: Spill<T> + ?Sized> Spill<T> for Box<S> {
+    #[inline]
+    fn pop(&self) -> Option<Box<T>> {
+        (**self).pop()
+    }
+
+    #[inline]
+    fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
+        (**self).push(value)
+    }
+
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn trim(&self) -> usize {
+        (**self).trim()
+    }
+}

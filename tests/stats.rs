@@ -1,0 +1,234 @@
+//! Every stats counter, in single-thread sequences and summed across threads.
+
+use mempool::{spill, Pool, PoolGuard, Stats};
+
+fn stats<T, C, R, S>(pool: &Pool<T, C, R, S, mempool::StatsCounters>) -> Stats
+where
+    C: Fn() -> T,
+    R: mempool::Reset<T>,
+    S: mempool::Spill<T>,
+{
+    pool.stats().expect("stats are on")
+}
+
+#[test]
+fn the_issue_example() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .reset(Vec::clear)
+        .stats()
+        .build();
+    for _ in 0..10 {
+        let _g = pool.get();
+    }
+    {
+        let _a = pool.get();
+        let _b = pool.get();
+    }
+    let s: Stats = pool.stats().expect("enabled");
+    assert_eq!((s.gets, s.creates), (12, 2));
+    assert!((s.hit_rate() - 10.0 / 12.0).abs() < 1e-9);
+    assert!(Pool::new(Vec::<u8>::new).stats().is_none());
+}
+
+#[test]
+fn owner_hits() {
+    let pool = Pool::builder().create(Vec::<u8>::new).stats().build();
+    for _ in 0..10 {
+        drop(pool.get());
+    }
+    let s = stats(&pool);
+    assert_eq!(
+        s,
+        Stats {
+            gets: 10,
+            owner_hits: 9,
+            creates: 1,
+            returns: 10,
+            idle: 1,
+            ..Stats::default()
+        }
+    );
+}
+
+#[test]
+fn spill_hits_and_creates() {
+    let pool = Pool::builder().create(Vec::<u8>::new).stats().build();
+    for _ in 0..3 {
+        let _a = pool.get();
+        let _b = pool.get();
+    }
+    // Round 1 creates both; rounds 2 and 3 reuse the owner slot and the spill.
+    let s = stats(&pool);
+    assert_eq!(
+        s,
+        Stats {
+            gets: 6,
+            owner_hits: 2,
+            spill_hits: 2,
+            creates: 2,
+            returns: 6,
+            spilled: 3,
+            idle: 2,
+            ..Stats::default()
+        }
+    );
+}
+
+#[test]
+fn discard_when_bounded_is_full() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .spill(spill::Bounded::new(1))
+        .stats()
+        .build();
+    drop((pool.get(), pool.get(), pool.get()));
+    let s = stats(&pool);
+    assert_eq!((s.gets, s.creates, s.returns), (3, 3, 3));
+    assert_eq!((s.spilled, s.discarded, s.idle), (1, 1, 2));
+}
+
+#[test]
+fn discard_with_none() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .spill(spill::None)
+        .stats()
+        .build();
+    for _ in 0..4 {
+        let _a = pool.get();
+        let _b = pool.get();
+    }
+    let s = stats(&pool);
+    assert_eq!((s.gets, s.owner_hits, s.creates), (8, 3, 5));
+    assert_eq!((s.returns, s.spilled, s.discarded, s.idle), (8, 0, 4, 1));
+}
+
+#[test]
+fn take_and_put() {
+    let pool = Pool::builder().create(Vec::<u8>::new).stats().build();
+    let v = PoolGuard::take(pool.get());
+    let s = stats(&pool);
+    assert_eq!(
+        (s.gets, s.creates, s.taken, s.returns, s.idle),
+        (1, 1, 1, 0, 0)
+    );
+    pool.put(v);
+    let s = stats(&pool);
+    assert_eq!((s.returns, s.spilled, s.idle), (1, 1, 1));
+    // The owner slot is refilled from the spill: a spill hit, not a create.
+    drop(pool.get());
+    let s = stats(&pool);
+    assert_eq!(
+        (s.gets, s.spill_hits, s.creates, s.returns, s.idle),
+        (2, 1, 1, 2, 1)
+    );
+}
+
+#[test]
+fn prefill() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .spill(spill::Bounded::new(3))
+        .prefill(5)
+        .stats()
+        .build();
+    let s = stats(&pool);
+    assert_eq!(
+        s,
+        Stats {
+            creates: 5,
+            prefilled: 5,
+            spilled: 3,
+            discarded: 2,
+            idle: 3,
+            ..Stats::default()
+        }
+    );
+    drop(pool.get());
+    let s = stats(&pool);
+    assert_eq!((s.gets, s.spill_hits, s.creates, s.idle), (1, 1, 5, 3));
+    assert_eq!(s.hit_rate(), 1.0);
+}
+
+#[test]
+fn trim() {
+    let pool = Pool::builder().create(Vec::<u8>::new).stats().build();
+    drop((pool.get(), pool.get(), pool.get()));
+    assert_eq!(pool.trim(), 3);
+    let s = stats(&pool);
+    assert_eq!((s.trimmed, s.idle), (3, 0));
+    pool.trim();
+    assert_eq!(stats(&pool).trimmed, 3);
+}
+
+#[test]
+fn owned_guards_and_returns_on_other_threads() {
+    let pool = std::sync::Arc::new(Pool::builder().create(Vec::<u8>::new).stats().build());
+    let a = pool.get_owned();
+    let b = pool.get_owned();
+    std::thread::spawn(move || drop((a, b))).join().unwrap();
+    let s = stats(&pool);
+    assert_eq!(
+        (s.gets, s.creates, s.returns, s.spilled, s.idle),
+        (2, 2, 2, 1, 2)
+    );
+}
+
+#[test]
+fn sums_across_threads_after_join() {
+    const THREADS: u64 = 4;
+    const ROUNDS: u64 = 5_000;
+    for_each_strategy(|name, pool| {
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| {
+                    for i in 0..ROUNDS {
+                        let _a = pool.get();
+                        if i % 4 == 0 {
+                            let _b = pool.get();
+                        }
+                    }
+                });
+            }
+        });
+        let s = pool.stats().unwrap();
+        let gets = THREADS * ROUNDS + THREADS * ROUNDS / 4;
+        assert_eq!(s.gets, gets, "{name}");
+        assert_eq!(s.returns, gets, "{name}");
+        assert_eq!(s.owner_hits + s.spill_hits + s.creates, gets, "{name}");
+        assert_eq!(
+            s.creates,
+            s.idle as u64 + s.discarded,
+            "{name}: every value made is idle or dropped"
+        );
+        let owner_idle = 1; // the owner thread's value is back in its slot
+        assert_eq!(
+            s.spilled,
+            s.spill_hits + (s.idle as u64 - owner_idle),
+            "{name}"
+        );
+    });
+}
+
+/// A strategy chosen at run time, so one test body serves all of them.
+type AnySpill = Box<dyn mempool::Spill<Vec<u8>> + Send + Sync>;
+type AnyPool = Pool<Vec<u8>, fn() -> Vec<u8>, mempool::NoReset, AnySpill, mempool::StatsCounters>;
+
+fn for_each_strategy(check: impl Fn(&str, &AnyPool)) {
+    let strategies: Vec<(&str, AnySpill)> = vec![
+        ("Mutex", Box::new(spill::Mutex::default())),
+        ("LockFree", Box::new(spill::LockFree::default())),
+        ("Bounded", Box::new(spill::Bounded::new(2))),
+        ("None", Box::new(spill::None)),
+        ("PerThread", Box::new(spill::PerThread::default())),
+    ];
+    for (name, spill) in strategies {
+        let pool: AnyPool = Pool::builder()
+            .create(Vec::new as fn() -> Vec<u8>)
+            .spill(spill)
+            .stats()
+            .build();
+        check(name, &pool);
+    }
+}
