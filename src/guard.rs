@@ -1,4 +1,4 @@
-use crate::owner::{OwnerSlot, Ticket};
+use crate::owner::Ticket;
 use crate::stats::StatsLayer;
 use crate::{DefaultSpill, NoReset, Pool, Reset, Spill};
 use std::fmt;
@@ -8,30 +8,30 @@ use std::sync::Arc;
 
 /// Where a guard's value lives: in the pool's owner slot, or boxed on its own.
 pub(crate) enum Held<T> {
-    Owner(Ticket),
+    Owner(Ticket<T>),
     Spilled(Box<T>),
 }
 
 impl<T> Held<T> {
     #[inline(always)]
-    fn get<'a>(&'a self, slot: &'a OwnerSlot<T>) -> &'a T {
+    pub(crate) fn get(&self) -> &T {
         match self {
-            Held::Owner(ticket) => slot.value(ticket),
+            Held::Owner(ticket) => ticket.value(),
             Held::Spilled(value) => value,
         }
     }
 
     #[inline(always)]
-    fn get_mut<'a>(&'a mut self, slot: &'a OwnerSlot<T>) -> &'a mut T {
+    pub(crate) fn get_mut(&mut self) -> &mut T {
         match self {
-            Held::Owner(ticket) => slot.value_mut(ticket),
+            Held::Owner(ticket) => ticket.value_mut(),
             Held::Spilled(value) => value,
         }
     }
 
-    fn into_inner(self, slot: &OwnerSlot<T>) -> T {
+    fn into_inner(self) -> T {
         match self {
-            Held::Owner(ticket) => slot.take(ticket),
+            Held::Owner(ticket) => ticket.take(),
             Held::Spilled(value) => *value,
         }
     }
@@ -94,7 +94,7 @@ where
         // the only other code that takes `held`, never runs; we take it once.
         let held = unsafe { ManuallyDrop::take(&mut guard.held) };
         guard.pool.note_taken();
-        held.into_inner(guard.pool.owner_slot())
+        held.into_inner()
     }
 
     /// The pool this guard's value goes back to.
@@ -183,7 +183,7 @@ where
             )
         };
         pool.note_taken();
-        held.into_inner(pool.owner_slot())
+        held.into_inner()
     }
 
     /// The pool this guard's value goes back to.
@@ -236,7 +236,7 @@ macro_rules! guard_common_impls {
 
             #[inline(always)]
             fn deref(&self) -> &T {
-                self.held.get(self.pool.owner_slot())
+                self.held.get()
             }
         }
 
@@ -249,7 +249,7 @@ macro_rules! guard_common_impls {
         {
             #[inline(always)]
             fn deref_mut(&mut self) -> &mut T {
-                self.held.get_mut(self.pool.owner_slot())
+                self.held.get_mut()
             }
         }
 

@@ -18,8 +18,10 @@
 //!    an idle state over an idle state.
 //! 3. Whoever moved `state` to `IN_USE` holds a [`Ticket`]. The ticket, and
 //!    nothing else, gives access to the value; it ends with a store of `FULL`
-//!    (value kept) or `EMPTY` (value moved out or dropped), which may happen on
-//!    another thread if the guard holding the ticket was sent there.
+//!    (value kept: [`Ticket::release`]) or `EMPTY` (value moved out by
+//!    [`Ticket::take`], or dropped when the ticket is, as when a reset hook
+//!    panics), which may happen on another thread if the guard holding the
+//!    ticket was sent there.
 //! 4. While `state` is idle, only the owner thread touches the value (to fill
 //!    an `EMPTY` slot or to trim a `FULL` one), and it does so without leaving
 //!    the idle states, so rule 2 still holds.
@@ -45,7 +47,8 @@
 
 use crossbeam_utils::CachePadded;
 use std::cell::UnsafeCell;
-use std::mem::{self, MaybeUninit};
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 const EMPTY: u8 = 0;
@@ -59,18 +62,17 @@ pub(crate) struct OwnerSlot<T> {
     hot: CachePadded<Hot<T>>,
 }
 
+/// What the owner thread writes on every get: the value and its state.
+/// `repr(C)` with the value first, so that a pointer to `Hot` is a pointer to
+/// the value, the same word a boxed value's guard holds: a guard reads its
+/// value through one pointer, wherever the value lives.
+#[repr(C)]
 struct Hot<T> {
-    state: AtomicU8,
     /// Initialized exactly when `state` is `FULL`, or `IN_USE` with a live
     /// ticket.
     value: UnsafeCell<MaybeUninit<T>>,
+    state: AtomicU8,
 }
-
-/// Proof that its holder moved the slot to `IN_USE` and may use the value.
-/// Not `Clone`: there is one ticket per `IN_USE` period. A ticket is only ever
-/// used with the slot that issued it (a guard keeps the two together).
-#[derive(Debug)]
-pub(crate) struct Ticket(());
 
 // SAFETY: the slot hands its value to one ticket holder at a time (protocol
 // above), and a ticket holder may be on any thread, so sharing the slot only
@@ -83,8 +85,8 @@ impl<T> OwnerSlot<T> {
         OwnerSlot {
             owner: AtomicUsize::new(0),
             hot: CachePadded::new(Hot {
-                state: AtomicU8::new(EMPTY),
                 value: UnsafeCell::new(MaybeUninit::uninit()),
+                state: AtomicU8::new(EMPTY),
             }),
         }
     }
@@ -99,12 +101,16 @@ impl<T> OwnerSlot<T> {
 
     /// The fast path: the owner thread takes the idle value.
     #[inline(always)]
-    pub(crate) fn take_ticket(&self, caller: usize) -> Option<Ticket> {
+    pub(crate) fn take_ticket(&self, caller: usize) -> Option<Ticket<T>> {
+        // `owner` first: a thread that is not the owner must not read `state`,
+        // whose cache line the owner thread writes on every get.
         if self.owner() == caller && self.hot.state.load(Ordering::Acquire) == FULL {
             // Rule 2: only `caller` leaves an idle state, so nobody can have
             // changed `state` since the load. Relaxed: nothing is published.
             self.hot.state.store(IN_USE, Ordering::Relaxed);
-            return Some(Ticket(()));
+            return Some(Ticket {
+                hot: NonNull::from(&*self.hot),
+            });
         }
         None
     }
@@ -125,7 +131,7 @@ impl<T> OwnerSlot<T> {
     /// The owner thread puts `value` in an empty slot and takes a ticket for
     /// it. Gives the value back if `caller` is not the owner or the slot is
     /// not empty.
-    pub(crate) fn fill(&self, caller: usize, value: T) -> Result<Ticket, T> {
+    pub(crate) fn fill(&self, caller: usize, value: T) -> Result<Ticket<T>, T> {
         if !self.is_empty_for(caller) {
             return Err(value);
         }
@@ -135,57 +141,9 @@ impl<T> OwnerSlot<T> {
         // so this thread is the only one that may touch the value, which is
         // uninitialized: writing it leaks nothing.
         unsafe { (*self.hot.value.get()).write(value) };
-        Ok(Ticket(()))
-    }
-
-    /// The value, for the holder of a ticket.
-    #[inline(always)]
-    pub(crate) fn value<'a>(&'a self, _ticket: &'a Ticket) -> &'a T {
-        // SAFETY: a ticket exists only while the slot is IN_USE and the value
-        // is initialized, and it is the only way to the value (rule 3); the
-        // shared borrow of the ticket keeps it alive, and it cannot be ended
-        // (release/take consume it) while this reference lives.
-        unsafe { (*self.hot.value.get()).assume_init_ref() }
-    }
-
-    /// The value, mutably, for the holder of a ticket.
-    #[inline(always)]
-    pub(crate) fn value_mut<'a>(&'a self, _ticket: &'a mut Ticket) -> &'a mut T {
-        // SAFETY: as in `value`; the ticket is borrowed mutably, so this is the
-        // only reference to the value made through it.
-        unsafe { (*self.hot.value.get()).assume_init_mut() }
-    }
-
-    /// Runs `reset` on the value and ends the ticket, keeping the value. If
-    /// `reset` panics, the value is dropped and the slot left empty, so the
-    /// pool stays usable and never hands out a half-reset value.
-    #[inline]
-    pub(crate) fn release_after(&self, mut ticket: Ticket, reset: impl FnOnce(&mut T)) {
-        struct DropOnUnwind<'a, T>(&'a OwnerSlot<T>);
-        impl<T> Drop for DropOnUnwind<'_, T> {
-            fn drop(&mut self) {
-                // SAFETY: this runs only while `reset` unwinds, when the
-                // ticket (moved into `release_after`) is still held: the value
-                // is initialized and ours alone. After the drop it is
-                // uninitialized, and EMPTY says so.
-                unsafe { (*self.0.hot.value.get()).assume_init_drop() };
-                self.0.hot.state.store(EMPTY, Ordering::Release);
-            }
-        }
-        let on_unwind = DropOnUnwind(self);
-        reset(self.value_mut(&mut ticket));
-        mem::forget(on_unwind);
-        self.hot.state.store(FULL, Ordering::Release);
-    }
-
-    /// Moves the value out and ends the ticket, leaving the slot empty.
-    pub(crate) fn take(&self, _ticket: Ticket) -> T {
-        // SAFETY: the ticket gives us the initialized value alone; reading it
-        // out leaves the memory logically uninitialized, which the EMPTY
-        // store below records before anybody else can see the slot again.
-        let value = unsafe { (*self.hot.value.get()).assume_init_read() };
-        self.hot.state.store(EMPTY, Ordering::Release);
-        value
+        Ok(Ticket {
+            hot: NonNull::from(&*self.hot),
+        })
     }
 
     /// The owner thread moves the idle value out, if there is one; on any
@@ -226,5 +184,84 @@ impl<T> Drop for OwnerSlot<T> {
         }
         // IN_USE here means a guard was leaked with `mem::forget`: its value
         // leaks with it, which is safe.
+    }
+}
+
+/// Exclusive use of the owner slot's value, from the move to `IN_USE` until
+/// [`release`](Ticket::release), [`take`](Ticket::take) or drop. Not `Clone`:
+/// there is one ticket per `IN_USE` period.
+///
+/// Holds a pointer into the pool, so it must not outlive the pool: a ticket
+/// lives only inside a guard, which borrows the pool or holds an `Arc` of it.
+#[derive(Debug)]
+pub(crate) struct Ticket<T> {
+    hot: NonNull<Hot<T>>,
+}
+
+// SAFETY: a ticket is exclusive use of one `T` (protocol above), so moving it
+// to another thread moves that use, as moving a `Box<T>` would: sound when
+// `T: Send`. The state it writes is atomic.
+unsafe impl<T: Send> Send for Ticket<T> {}
+// SAFETY: through `&Ticket` only `&T` can be had, as through `&Box<T>`: sound
+// when `T: Sync`.
+unsafe impl<T: Sync> Sync for Ticket<T> {}
+
+impl<T> Ticket<T> {
+    fn hot(&self) -> &Hot<T> {
+        // SAFETY: the pointer came from a live `&Hot` in a pool, and the
+        // ticket does not outlive the pool (see the type's docs).
+        unsafe { self.hot.as_ref() }
+    }
+
+    /// The value.
+    #[inline(always)]
+    pub(crate) fn value(&self) -> &T {
+        // SAFETY: a ticket exists only while the slot is IN_USE with the value
+        // initialized, and it is the only way to the value (rule 3); the
+        // reference borrows the ticket, which `release`, `take` and `drop`
+        // consume, so the value stays initialized and ours while it lives.
+        unsafe { (*self.hot().value.get()).assume_init_ref() }
+    }
+
+    /// The value, mutably.
+    #[inline(always)]
+    pub(crate) fn value_mut(&mut self) -> &mut T {
+        // SAFETY: as in `value`; the ticket is borrowed mutably, so this is the
+        // only reference to the value made through it.
+        unsafe { (*self.hot().value.get()).assume_init_mut() }
+    }
+
+    /// Ends the ticket and keeps the value in the slot for the next get.
+    #[inline(always)]
+    pub(crate) fn release(self) {
+        let this = ManuallyDrop::new(self);
+        // Release: the next holder, after its Acquire load of FULL, sees
+        // every write made to the value through this ticket.
+        this.hot().state.store(FULL, Ordering::Release);
+    }
+
+    /// Ends the ticket and moves the value out, leaving the slot empty.
+    pub(crate) fn take(self) -> T {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: the ticket gives us the initialized value alone; reading it
+        // out leaves the memory logically uninitialized, which the EMPTY
+        // store records before anybody else can see the slot again. The
+        // ticket's own `Drop` does not run (ManuallyDrop), so the value is
+        // not dropped as well.
+        let value = unsafe { (*this.hot().value.get()).assume_init_read() };
+        this.hot().state.store(EMPTY, Ordering::Release);
+        value
+    }
+}
+
+impl<T> Drop for Ticket<T> {
+    /// A ticket dropped without `release` or `take` (a reset hook panicked
+    /// while it was held) drops the value and leaves the slot empty, so the
+    /// pool stays usable and never hands out a half-reset value.
+    fn drop(&mut self) {
+        // SAFETY: the ticket still holds the initialized value alone (as in
+        // `value_mut`); after the drop it is uninitialized, and EMPTY says so.
+        unsafe { (*self.hot().value.get()).assume_init_drop() };
+        self.hot().state.store(EMPTY, Ordering::Release);
     }
 }

@@ -69,11 +69,6 @@ impl<T, C, R, S, M> Pool<T, C, R, S, M> {
             stats,
         }
     }
-
-    /// The owner slot, for guards.
-    pub(crate) fn owner_slot(&self) -> &OwnerSlot<T> {
-        &self.owner
-    }
 }
 
 impl<T, C, R, S, M> Pool<T, C, R, S, M>
@@ -123,16 +118,18 @@ where
 
     #[inline(always)]
     fn acquire(&self) -> Held<T> {
-        let caller = thread_id::current();
-        if let Some(ticket) = self.owner.take_ticket(caller) {
+        // `cached`: no branch for a thread without a number yet; its
+        // placeholder matches no owner, so such a thread takes the slow path.
+        if let Some(ticket) = self.owner.take_ticket(thread_id::cached()) {
             self.stats.owner_hit();
             return Held::Owner(ticket);
         }
-        self.acquire_slow(caller)
+        self.acquire_slow()
     }
 
     #[cold]
-    fn acquire_slow(&self, caller: usize) -> Held<T> {
+    fn acquire_slow(&self) -> Held<T> {
+        let caller = thread_id::current();
         let owner = self.owner.owner();
         if owner == 0 {
             // Nobody owns the slot: get a value first (so that a panic in
@@ -185,22 +182,29 @@ where
     }
 
     /// Takes a value back from a guard. Runs on whichever thread drops it.
+    ///
+    /// The reset comes first, wherever the value lives, so that the user's
+    /// last writes and the reset's sit side by side (the optimiser merges
+    /// them). If it panics, unwinding drops `held`: a boxed value is freed,
+    /// and an owner ticket drops its value and leaves the slot empty.
     #[inline]
-    pub(crate) fn give_back(&self, held: Held<T>) {
+    pub(crate) fn give_back(&self, mut held: Held<T>) {
+        self.reset.reset(held.get_mut());
         match held {
             Held::Owner(ticket) => {
+                // Counted while the ticket is held: one writer at a time.
                 self.stats.owner_return();
-                self.owner
-                    .release_after(ticket, |value| self.reset.reset(value));
+                ticket.release();
             }
             Held::Spilled(value) => self.give_back_spilled(value),
         }
     }
 
+    /// Counts a return of a value that is not the owner slot's, and offers
+    /// it to the spill; the value is already reset.
     #[cold]
-    fn give_back_spilled(&self, mut value: Box<T>) {
+    fn give_back_spilled(&self, value: Box<T>) {
         self.stats.count(Event::Return);
-        self.reset.reset(&mut value);
         self.offer(value);
     }
 
@@ -235,7 +239,7 @@ where
     /// assert!(v.is_empty() && v.capacity() >= 3); // reset, allocation kept
     /// ```
     pub fn put(&self, value: T) {
-        self.give_back_spilled(Box::new(value));
+        self.give_back(Held::Spilled(Box::new(value)));
     }
 
     /// Makes `n` values with `create` and offers them to the spill, so that

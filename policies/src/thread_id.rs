@@ -16,15 +16,19 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The next number to hand out. Zero is never handed out, so that it can mean
-/// "not assigned yet" in the thread-local and "no owner" in a pool.
+/// "no owner" in a pool.
 static NEXT: AtomicUsize = AtomicUsize::new(1);
 
 /// The largest number handed out. Pools keep flag bits beside a thread number,
 /// so numbers stay well below `usize::MAX`.
 pub const MAX: usize = usize::MAX >> 2;
 
+/// What [`cached`] returns on a thread that has no number yet. It is not a
+/// valid number, and it is not 0, so it matches no owner, claimed or not.
+pub const UNASSIGNED: usize = usize::MAX;
+
 thread_local! {
-    static ID: Cell<usize> = const { Cell::new(0) };
+    static ID: Cell<usize> = const { Cell::new(UNASSIGNED) };
 }
 
 /// The calling thread's number: at least 1, at most [`MAX`], the same for the
@@ -46,11 +50,31 @@ thread_local! {
 /// ```
 #[inline]
 pub fn current() -> usize {
-    let id = ID.with(Cell::get);
-    if id != 0 {
+    let id = cached();
+    if id != UNASSIGNED {
         return id;
     }
     assign()
+}
+
+/// The calling thread's number if it has one, else [`UNASSIGNED`]: a single
+/// thread-local read with no branch, for fast paths that compare the number
+/// against a stored one and fall back to [`current`] on a mismatch.
+///
+/// ```
+/// use mempool_policies::thread_id;
+///
+/// std::thread::spawn(|| {
+///     assert_eq!(thread_id::cached(), thread_id::UNASSIGNED);
+///     let id = thread_id::current();
+///     assert_eq!(thread_id::cached(), id);
+/// })
+/// .join()
+/// .unwrap();
+/// ```
+#[inline(always)]
+pub fn cached() -> usize {
+    ID.with(Cell::get)
 }
 
 #[cold]
