@@ -47,7 +47,7 @@ pub struct PoolBuilder<T, C = NoCreate, R = NoReset, S = DefaultSpill<T>, M = No
     value: PhantomData<fn() -> T>,
 }
 
-impl<T> Pool<T> {
+impl<T: Send> Pool<T> {
     /// A builder for a pool of `T`; `T` is fixed by the `create` hook, so it
     /// rarely needs to be written.
     ///

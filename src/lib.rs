@@ -39,19 +39,24 @@
 //!
 //! Chosen with [`PoolBuilder::spill`]; all live in [`spill`]:
 //!
-//! - [`spill::Mutex`] (the default): per-thread shards of `parking_lot` locks.
-//!   Threads rarely meet on a lock, and a thread whose shard is empty looks at
-//!   the others before creating, so memory follows how many values are in use
-//!   at once, not how many threads ever used the pool.
+//! - [`spill::PerThread`] (the default): each thread keeps up to two idle
+//!   values in a pocket on its own cache line, and a thread whose pocket is
+//!   empty takes one from another thread's pocket before creating. A get is
+//!   one atomic swap; memory follows how many values are in use at once.
+//! - [`spill::Mutex`]: per-thread shards of `parking_lot` locks around
+//!   unbounded stacks; any depth of nesting reuses values.
 //! - [`spill::LockFree`]: one shared lock-free queue; no thread ever waits.
 //! - [`spill::Bounded`]: a lock-free ring that keeps at most `n` values.
 //! - [`spill::None`]: keeps nothing; only the owner slot reuses.
-//! - [`spill::PerThread`]: one idle value per live thread, on its own cache
-//!   line.
 //!
-//! The default is [`spill::Mutex`]: in the crate's benchmarks it was the
-//! fastest strategy that keeps memory bounded by the number of values in use
-//! at once (see the README's performance section for the numbers).
+//! The default is [`spill::PerThread`] because it was the fastest in the
+//! crate's contention benchmarks (2, 4 and 8 threads on one pool, and a thread
+//! nesting gets) while keeping memory bounded by the values in use at once;
+//! the README's performance section has the numbers. Its one weak spot: a
+//! thread other than the owner that holds more than two values at once makes
+//! and drops one per get; [`spill::Mutex`] has no such limit. It needs
+//! `T: Send` (so does the default `Pool<T>`); a pool of values that are not
+//! `Send` can only ever serve one thread, which a `Vec` does as well.
 //!
 //! # The owner slot's trade-off
 //!
@@ -89,7 +94,7 @@ pub mod spill {
 }
 
 /// The spill strategy of [`Pool::new`] and [`Pool::builder`].
-pub type DefaultSpill<T> = spill::Mutex<T>;
+pub type DefaultSpill<T> = spill::PerThread<T>;
 
 /// The README's Rust blocks run as doc tests, so the README stays true.
 #[cfg(doctest)]

@@ -46,7 +46,7 @@ pub struct Pool<T, C = fn() -> T, R = NoReset, S = DefaultSpill<T>, M = NoStats>
     stats: M,
 }
 
-impl<T, C: Fn() -> T> Pool<T, C> {
+impl<T: Send, C: Fn() -> T> Pool<T, C> {
     /// A pool that makes values with `create`, does not reset them, and
     /// keeps extra values in the default spill strategy.
     ///
@@ -127,10 +127,24 @@ where
         self.acquire_slow()
     }
 
-    #[cold]
+    /// Every get but the owner's fast one: the usual path of every other
+    /// thread, so not `#[cold]`; kept out of line so that the owner's path,
+    /// inlined at each call site, stays small.
+    #[inline(never)]
     fn acquire_slow(&self) -> Held<T> {
         let caller = thread_id::current();
         let owner = self.owner.owner();
+        if owner == 0 || owner == caller {
+            return self.acquire_rare(caller, owner);
+        }
+        // Another thread owns the slot.
+        Held::Spilled(self.pop_or_create())
+    }
+
+    /// The slot has no owner yet, or the owner thread's slot is in use or
+    /// empty.
+    #[cold]
+    fn acquire_rare(&self, caller: usize, owner: usize) -> Held<T> {
         if owner == 0 {
             // Nobody owns the slot: get a value first (so that a panic in
             // `create` leaves the slot as it was), then try to claim it.
@@ -140,7 +154,7 @@ where
             }
             return Held::Spilled(value);
         }
-        if owner == caller && self.owner.is_empty_for(caller) {
+        if self.owner.is_empty_for(caller) {
             // The owner's slot was emptied (by `take`, `trim` or a panicking
             // reset): refill it.
             let value = match self.spill.pop() {
@@ -152,7 +166,7 @@ where
             };
             return self.fill_owner_slot(caller, value);
         }
-        // Another thread owns the slot, or the owner is using it.
+        // The owner is using its slot (a nested get).
         Held::Spilled(self.pop_or_create())
     }
 
@@ -165,6 +179,7 @@ where
         }
     }
 
+    #[inline]
     fn pop_or_create(&self) -> Box<T> {
         match self.spill.pop() {
             Some(value) => {
@@ -175,6 +190,7 @@ where
         }
     }
 
+    #[inline]
     fn create(&self) -> T {
         let value = (self.create)();
         self.stats.count(Event::Create);
@@ -201,14 +217,16 @@ where
     }
 
     /// Counts a return of a value that is not the owner slot's, and offers
-    /// it to the spill; the value is already reset.
-    #[cold]
+    /// it to the spill; the value is already reset. Out of line, like
+    /// `acquire_slow`, and for the same reason.
+    #[inline(never)]
     fn give_back_spilled(&self, value: Box<T>) {
         self.stats.count(Event::Return);
         self.offer(value);
     }
 
     /// Offers a reset value to the spill, dropping it if refused.
+    #[inline]
     fn offer(&self, value: Box<T>) {
         match self.spill.push(value) {
             Ok(()) => self.stats.count(Event::Spilled),

@@ -44,6 +44,24 @@ impl<T> AtomicSlot<T> {
         self.replace(None)
     }
 
+    /// Puts `value` in the slot if it is empty, without a read-modify-write,
+    /// for a slot that only the calling thread ever fills (other threads may
+    /// only empty it): then a slot seen empty stays empty until we store.
+    /// Hands the value back if the slot is full.
+    ///
+    /// Calling this on a slot that another thread may fill at the same time
+    /// would lose that thread's value (a leak, not unsoundness): the store
+    /// overwrites it. `PerThread` guarantees one filler per slot.
+    #[inline]
+    pub(crate) fn fill_if_empty(&self, value: Box<T>) -> Result<(), Box<T>> {
+        if self.is_full() {
+            return Err(value);
+        }
+        // Release: publishes the value to whichever thread takes it next.
+        self.ptr.store(Box::into_raw(value), Ordering::Release);
+        Ok(())
+    }
+
     /// Whether the slot holds a value right now (stale as soon as it returns
     /// if other threads use the slot).
     pub(crate) fn is_full(&self) -> bool {

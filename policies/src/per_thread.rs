@@ -1,45 +1,88 @@
 use crate::atomic_slot::AtomicSlot;
 use crate::Spill;
+use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 use std::fmt;
 use thread_local::ThreadLocal;
 
-/// Each thread keeps one idle value of its own, on a cache line of its own.
+/// Each thread keeps up to two idle values in a pocket of its own, on a cache
+/// line of its own; values beyond that wait in a shared lock-free overflow
+/// queue, and a thread whose pocket is empty takes from the overflow, then
+/// from another thread's pocket, before the pool creates a value.
 ///
-/// A pop or push touches only the calling thread's slot, with one atomic swap
-/// on a line no other thread writes, so threads never contend and never
-/// share a cache line (the `thread_local` crate's `ThreadLocal<RefCell<T>>`
-/// packs neighbouring threads' values together, and pays for false sharing).
+/// This is the fastest strategy under contention: while a thread holds at
+/// most two values at once (three on the owner thread, with the owner slot),
+/// a pop is one atomic swap and a push a plain load and store, on a line no
+/// other thread writes, so threads do not contend and do not share cache
+/// lines (the `thread_local` crate's `ThreadLocal<RefCell<T>>` packs
+/// neighbouring threads' values together and pays for false sharing).
 ///
-/// Memory is bounded by the number of threads alive at once, not by how many
-/// ever used the pool: the slots of exited threads are handed to threads that
-/// start later, with their idle value still in them. The other side of that
-/// coin: a value idles in the slot of a thread that is alive but no longer
-/// uses the pool, and no other thread can take it (only [`trim`](Spill::trim)
-/// frees it). With many long-lived threads that take turns, prefer
-/// [`Mutex`](crate::Mutex).
+/// Memory follows how many values are in use at once, not how many threads
+/// ever used the pool: a value is created only when the caller's pocket, the
+/// overflow and every other pocket are empty, and the pockets of exited
+/// threads go to threads that start later, values and all.
 ///
-/// A second value returned by a thread that already has an idle one replaces
-/// it, and the older one is dropped.
+/// Why one swap and not none, as `ThreadLocal<RefCell<T>>` manages? Other
+/// threads may empty a pocket (to reuse an idle value, or in
+/// [`trim`](Spill::trim)), so taking a value out must be atomic. Putting one
+/// in need not be: only the pocket's own thread ever fills it.
 ///
 /// ```
 /// use mempool_policies::{PerThread, Spill};
 ///
 /// let spill = PerThread::default();
-/// assert!(spill.push(Box::new(1)).is_ok());
-/// assert_eq!(spill.push(Box::new(2)), Err(Box::new(1))); // one per thread
+/// for n in 0..3 {
+///     spill.push(Box::new(n)).unwrap(); // two in the pocket, one overflows
+/// }
 /// std::thread::scope(|s| {
-///     s.spawn(|| assert_eq!(spill.pop(), None)); // another thread's slot
+///     // Another thread's pocket is empty: it takes from the overflow, then
+///     // from ours.
+///     s.spawn(|| {
+///         assert_eq!(spill.pop(), Some(Box::new(2)));
+///         assert!(spill.pop().is_some());
+///     });
 /// });
-/// assert_eq!(spill.pop(), Some(Box::new(2)));
+/// assert_eq!(spill.len(), 1);
 /// ```
 pub struct PerThread<T: Send> {
-    slots: ThreadLocal<CachePadded<AtomicSlot<T>>>,
+    pockets: ThreadLocal<CachePadded<Pocket<T>>>,
+    /// Values returned to a full pocket.
+    overflow: SegQueue<Box<T>>,
+}
+
+/// A thread's idle values. Only that thread fills a slot; any thread may
+/// empty one.
+struct Pocket<T> {
+    slots: [AtomicSlot<T>; 2],
+}
+
+impl<T> Default for Pocket<T> {
+    fn default() -> Self {
+        Pocket {
+            slots: [AtomicSlot::new(), AtomicSlot::new()],
+        }
+    }
+}
+
+impl<T> Pocket<T> {
+    /// Takes a value, trying the slot filled last first (likely still in
+    /// cache). A load before each swap keeps a miss free of atomics' cost.
+    #[inline]
+    fn take(&self) -> Option<Box<T>> {
+        self.slots
+            .iter()
+            .rev()
+            .find_map(|slot| if slot.is_full() { slot.take() } else { None })
+    }
+
+    fn len(&self) -> usize {
+        self.slots.iter().filter(|slot| slot.is_full()).count()
+    }
 }
 
 impl<T: Send> PerThread<T> {
-    /// A spill with no slots yet; each thread's slot is made the first time
-    /// the thread pushes.
+    /// A spill with no pockets yet (each thread's pocket is made the first
+    /// time the thread returns a value) and an empty overflow.
     ///
     /// ```
     /// let spill = mempool_policies::PerThread::<Vec<u8>>::new();
@@ -47,8 +90,35 @@ impl<T: Send> PerThread<T> {
     /// ```
     pub fn new() -> Self {
         PerThread {
-            slots: ThreadLocal::new(),
+            pockets: ThreadLocal::new(),
+            overflow: SegQueue::new(),
         }
+    }
+
+    /// The calling thread's pocket, made on first use. The making is out of
+    /// line: it builds a cache-line-aligned pocket on the stack, which would
+    /// make every push realign its stack frame.
+    #[inline]
+    fn own_pocket(&self) -> &Pocket<T> {
+        match self.pockets.get() {
+            Some(pocket) => pocket,
+            None => self.new_pocket(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_pocket(&self) -> &Pocket<T> {
+        self.pockets.get_or_default()
+    }
+
+    /// The own pocket was empty: take from the overflow, or from another
+    /// thread's pocket.
+    #[cold]
+    fn take_elsewhere(&self) -> Option<Box<T>> {
+        self.overflow
+            .pop()
+            .or_else(|| self.pockets.iter().find_map(|pocket| pocket.take()))
     }
 }
 
@@ -62,28 +132,46 @@ impl<T: Send> Spill<T> for PerThread<T> {
     #[inline]
     fn pop(&self) -> Option<Box<T>> {
         // `get`, not `get_or_default`: a thread that only ever pops (it never
-        // returns a value) should not cost a slot.
-        self.slots.get()?.take()
+        // returns a value) should not cost a pocket.
+        if let Some(value) = self.pockets.get().and_then(|pocket| pocket.take()) {
+            return Some(value);
+        }
+        self.take_elsewhere()
     }
 
     #[inline]
     fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
-        match self.slots.get_or_default().replace(Some(value)) {
-            Some(older) => Err(older),
-            Option::None => Ok(()),
-        }
+        let [first, second] = &self.own_pocket().slots;
+        // Only this thread fills its pocket's slots, which is what
+        // `fill_if_empty` asks.
+        let Err(value) = first
+            .fill_if_empty(value)
+            .or_else(|value| second.fill_if_empty(value))
+        else {
+            return Ok(());
+        };
+        self.overflow.push(value);
+        Ok(())
     }
 
     fn len(&self) -> usize {
-        self.slots.iter().filter(|slot| slot.is_full()).count()
+        self.overflow.len()
+            + self
+                .pockets
+                .iter()
+                .map(|pocket| pocket.len())
+                .sum::<usize>()
     }
 
     fn trim(&self) -> usize {
-        self.slots
-            .iter()
-            .filter_map(|slot| slot.take())
-            .map(drop)
-            .count()
+        let mut dropped = std::iter::from_fn(|| self.overflow.pop()).count();
+        for pocket in self.pockets.iter() {
+            while let Some(value) = pocket.take() {
+                drop(value);
+                dropped += 1;
+            }
+        }
+        dropped
     }
 }
 
@@ -91,6 +179,7 @@ impl<T: Send> fmt::Debug for PerThread<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PerThread")
             .field("idle", &self.len())
+            .field("overflow", &self.overflow.len())
             .finish()
     }
 }
