@@ -2,8 +2,14 @@
 //! creations and drops and notices when two guards hold it at once.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
+
+/// A number for each guard a test takes, so a value can record its holder.
+pub fn next_guard() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, SeqCst)
+}
 
 /// Counts shared by every `Tracked` value of one test.
 #[derive(Debug, Default)]
@@ -32,35 +38,53 @@ impl Ledger {
         Tracked {
             id,
             ledger: Arc::clone(self),
-            in_use: AtomicBool::new(false),
+            holder: AtomicU64::new(0),
         }
     }
 }
 
-/// A value that knows its ledger and whether a user holds it now.
+/// A value that knows its ledger and which guard holds it now (0: none).
 #[derive(Debug)]
 pub struct Tracked {
     pub id: usize,
     ledger: Arc<Ledger>,
-    in_use: AtomicBool,
+    holder: AtomicU64,
 }
 
 impl Tracked {
-    /// Marks the value in use for the duration of `f`; records a double use
-    /// if somebody else already had it marked.
-    pub fn use_for<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.in_use.swap(true, SeqCst) {
+    /// Records that `guard` holds the value until `release`; records a
+    /// double use if another guard holds it.
+    pub fn hold(&self, guard: u64) {
+        if self.holder.swap(guard, SeqCst) != 0 {
             self.ledger.double_use.store(true, SeqCst);
         }
+    }
+
+    /// Ends `guard`'s hold; records a double use if another guard took the
+    /// value in the meantime.
+    pub fn release(&self, guard: u64) {
+        if self
+            .holder
+            .compare_exchange(guard, 0, SeqCst, SeqCst)
+            .is_err()
+        {
+            self.ledger.double_use.store(true, SeqCst);
+        }
+    }
+
+    /// Holds the value for the duration of `f`, under a fresh guard number.
+    pub fn use_for<R>(&self, f: impl FnOnce() -> R) -> R {
+        let guard = next_guard();
+        self.hold(guard);
         let r = f();
-        self.in_use.store(false, SeqCst);
+        self.release(guard);
         r
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if self.in_use.load(SeqCst) {
+        if *self.holder.get_mut() != 0 {
             self.ledger.double_use.store(true, SeqCst);
         }
         self.ledger.dropped.fetch_add(1, SeqCst);

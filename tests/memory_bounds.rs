@@ -1,0 +1,136 @@
+//! Memory stays bounded by the values in use at once, not by the threads
+//! that ever used the pool (the complaint behind rust-lang/regex issues 362
+//! and 1214): tests that count creations.
+
+mod common;
+
+use mempool::{spill, Pool, Spill};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Barrier, Mutex};
+
+/// A pool of byte buffers that counts how many it has made.
+#[allow(clippy::type_complexity)] // the pool's type, spelled out once
+fn counting<S: Spill<Vec<u8>>>(
+    spill: S,
+) -> (
+    Arc<AtomicUsize>,
+    Pool<Vec<u8>, impl Fn() -> Vec<u8>, fn(&mut Vec<u8>), S>,
+) {
+    let made = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&made);
+    let pool = Pool::builder()
+        .create(move || {
+            counter.fetch_add(1, SeqCst);
+            Vec::with_capacity(64)
+        })
+        .reset(Vec::clear as fn(&mut Vec<u8>))
+        .spill(spill)
+        .build();
+    (made, pool)
+}
+
+#[test]
+fn long_lived_threads_taking_turns_share_two_values() {
+    // 64 threads that all stay alive; one at a time does 1,000 cycles, then
+    // hands the turn on. regex-automata's pool makes up to 8 values here.
+    const THREADS: usize = 64;
+    let (made, pool) = counting(mempool::DefaultSpill::default());
+    let turn = Mutex::new(0usize);
+    let all_done = Barrier::new(THREADS);
+    std::thread::scope(|s| {
+        for me in 0..THREADS {
+            let (pool, turn, all_done) = (&pool, &turn, &all_done);
+            s.spawn(move || {
+                loop {
+                    let mut now = turn.lock().unwrap();
+                    if *now == me {
+                        for i in 0..1_000u32 {
+                            pool.get().extend_from_slice(&i.to_le_bytes());
+                        }
+                        *now += 1;
+                        break;
+                    }
+                    drop(now);
+                    std::thread::yield_now();
+                }
+                all_done.wait(); // stay alive until every thread has had its turn
+            });
+        }
+    });
+    assert!(made.load(SeqCst) <= 2, "made {} values", made.load(SeqCst));
+}
+
+#[test]
+fn short_lived_threads_four_at_a_time_make_at_most_eight() {
+    fn check<S: Spill<Vec<u8>> + Sync>(name: &str, spill: S) {
+        let (made, pool) = counting(spill);
+        // 250 waves of 4 threads: 1,000 threads, at most 4 alive at once.
+        for _ in 0..250 {
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..10 {
+                            pool.get().push(1);
+                        }
+                    });
+                }
+            });
+        }
+        let made = made.load(SeqCst);
+        assert!(made <= 8, "{name}: made {made} values for 1,000 threads");
+    }
+    check("PerThread", spill::PerThread::default());
+    check("Mutex", spill::Mutex::default());
+    check("LockFree", spill::LockFree::default());
+    check("Bounded", spill::Bounded::new(8));
+}
+
+#[test]
+fn trim_empties_every_strategy_and_the_pool_stays_usable() {
+    for_each_spill!(|name, spill| {
+        let (made, pool) = counting(spill);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        let _a = pool.get();
+                        let _b = pool.get();
+                        let _c = pool.get();
+                    }
+                });
+            }
+        });
+        drop((pool.get(), pool.get())); // this thread uses it too, not as owner
+        let idle = pool.idle();
+        assert!(
+            idle > 1 || name == "None",
+            "{name}: only {idle} idle before trim"
+        );
+        assert_eq!(
+            pool.trim(),
+            idle - 1,
+            "{name}: all but the owner slot's value"
+        );
+        // A worker thread (gone now) owns the slot, and only the owner thread
+        // may take its value (see `Pool::trim`): exactly that one is left.
+        assert_eq!(pool.idle(), 1, "{name}: idle after trim");
+        let before = made.load(SeqCst);
+        drop(pool.get());
+        assert_eq!(made.load(SeqCst), before + 1, "{name}: usable after trim");
+    });
+}
+
+#[test]
+fn trim_on_the_owner_thread_leaves_nothing() {
+    for_each_spill!(|name, spill| {
+        let (_made, pool) = counting(spill);
+        drop((pool.get(), pool.get(), pool.get())); // this thread owns the slot
+        std::thread::scope(|s| {
+            s.spawn(|| drop((pool.get(), pool.get())));
+        });
+        pool.trim();
+        assert_eq!(pool.idle(), 0, "{name}");
+        drop(pool.get());
+        assert_eq!(pool.idle(), 1, "{name}: usable after trim");
+    });
+}
