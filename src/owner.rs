@@ -46,10 +46,10 @@
 //! on each `get`, and only that thread reads them on the fast path.
 
 use crossbeam_utils::CachePadded;
+use mempool_policies::sync::{AtomicU8, AtomicUsize, Ordering};
 use std::cell::UnsafeCell;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 const EMPTY: u8 = 0;
 const FULL: u8 = 1;
@@ -81,7 +81,7 @@ struct Hot<T> {
 unsafe impl<T: Send> Sync for OwnerSlot<T> {}
 
 impl<T> OwnerSlot<T> {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         OwnerSlot {
             owner: AtomicUsize::new(0),
             hot: CachePadded::new(Hot {
@@ -177,7 +177,8 @@ impl<T> OwnerSlot<T> {
 
 impl<T> Drop for OwnerSlot<T> {
     fn drop(&mut self) {
-        if *self.hot.state.get_mut() == FULL {
+        // A load, not `get_mut`: loom's atomics have no `get_mut`.
+        if self.hot.state.load(Ordering::Relaxed) == FULL {
             // SAFETY: `&mut self` means no ticket or other thread can use the
             // slot, and FULL means the value is initialized.
             unsafe { self.hot.value.get_mut().assume_init_drop() };

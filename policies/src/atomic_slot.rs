@@ -1,9 +1,9 @@
 //! A cell that holds at most one boxed value and can be emptied or filled
 //! from any thread with one atomic swap.
 
+use crate::sync::{AtomicPtr, Ordering};
 use std::fmt;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Holds `Option<Box<T>>` as a single pointer, so that taking or replacing the
 /// value is one `swap` and no lock.
@@ -15,7 +15,7 @@ pub(crate) struct AtomicSlot<T> {
 }
 
 impl<T> AtomicSlot<T> {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         AtomicSlot {
             ptr: AtomicPtr::new(ptr::null_mut()),
         }

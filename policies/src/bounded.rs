@@ -1,5 +1,5 @@
+use crate::sync::ArrayQueue;
 use crate::Spill;
-use crossbeam_queue::ArrayQueue;
 use std::fmt;
 
 /// Keeps at most `n` idle values in a lock-free ring buffer; a value returned

@@ -35,6 +35,8 @@ mod none;
 mod per_thread;
 mod reset;
 mod spill;
+#[doc(hidden)]
+pub mod sync;
 pub mod thread_id;
 
 pub use crate::bounded::Bounded;

@@ -1,5 +1,5 @@
+use crate::sync::SegQueue;
 use crate::Spill;
-use crossbeam_queue::SegQueue;
 use std::fmt;
 
 /// Keeps every returned value in one unbounded lock-free queue shared by all
@@ -30,7 +30,7 @@ impl<T> LockFree<T> {
     /// let spill = mempool_policies::LockFree::<String>::new();
     /// assert!(mempool_policies::Spill::is_empty(&spill));
     /// ```
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
         LockFree {
             queue: SegQueue::new(),
         }

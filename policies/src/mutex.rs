@@ -1,6 +1,6 @@
+use crate::sync::Mutex as Lock;
 use crate::{thread_id, Spill};
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex as Lock;
 use std::fmt;
 
 /// Keeps every returned value in stacks behind `parking_lot` locks, one stack

@@ -1,9 +1,8 @@
 use crate::atomic_slot::AtomicSlot;
+use crate::sync::{SegQueue, ThreadLocal};
 use crate::Spill;
-use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 use std::fmt;
-use thread_local::ThreadLocal;
 
 /// Each thread keeps up to two idle values in a pocket of its own, on a cache
 /// line of its own; values beyond that wait in a shared lock-free overflow

@@ -13,11 +13,23 @@
 //! ever be mistaken for an owner that has gone.
 
 use std::cell::Cell;
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The next number to hand out. Zero is never handed out, so that it can mean
 /// "no owner" in a pool.
+#[cfg(not(loom))]
 static NEXT: AtomicUsize = AtomicUsize::new(1);
+
+// Under loom, numbering starts again in each execution of a model (so that
+// the loom stand-in for `ThreadLocal` can index by number), and each loom
+// thread has its own thread-local.
+#[cfg(loom)]
+loom::lazy_static! {
+    static ref NEXT: loom::sync::atomic::AtomicUsize = loom::sync::atomic::AtomicUsize::new(1);
+}
+#[cfg(loom)]
+use loom::sync::atomic::Ordering;
 
 /// The largest number handed out. Pools keep flag bits beside a thread number,
 /// so numbers stay well below `usize::MAX`.
@@ -27,8 +39,13 @@ pub const MAX: usize = usize::MAX >> 2;
 /// valid number, and it is not 0, so it matches no owner, claimed or not.
 pub const UNASSIGNED: usize = usize::MAX;
 
+#[cfg(not(loom))]
 thread_local! {
     static ID: Cell<usize> = const { Cell::new(UNASSIGNED) };
+}
+#[cfg(loom)]
+loom::thread_local! {
+    static ID: Cell<usize> = Cell::new(UNASSIGNED);
 }
 
 /// The calling thread's number: at least 1, at most [`MAX`], the same for the

@@ -1,0 +1,139 @@
+//! The synchronization primitives the pool is built from, behind one facade:
+//! `std`, `parking_lot`, `crossbeam-queue` and `thread_local` normally, and
+//! under `--cfg loom` stand-ins built on loom's models, so that the loom
+//! tests explore the same pool and strategy code that ships.
+//!
+//! Under loom, crossbeam's queues become a loom `Mutex` around a `VecDeque`
+//! (the queues' own correctness is crossbeam's to prove; what loom checks
+//! here is our code around them), and `ThreadLocal` becomes one slot per
+//! thread number, which loom's threads (all on one OS thread) need.
+//!
+//! Not part of the crate's API: public only so that `mempool` can use it.
+#![doc(hidden)]
+
+#[cfg(loom)]
+pub use self::model::*;
+#[cfg(not(loom))]
+pub use self::real::*;
+
+#[cfg(not(loom))]
+mod real {
+    pub use crossbeam_queue::{ArrayQueue, SegQueue};
+    pub use parking_lot::{Mutex, MutexGuard};
+    pub use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+    pub use thread_local::ThreadLocal;
+}
+
+#[cfg(loom)]
+mod model {
+    pub use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+    use std::collections::VecDeque;
+
+    /// `parking_lot::Mutex`'s API over loom's.
+    #[derive(Debug, Default)]
+    pub struct Mutex<T>(loom::sync::Mutex<T>);
+
+    pub type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            self.0
+                .lock()
+                .expect("a loom model panicked while holding a lock")
+        }
+        pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            self.0.try_lock().ok()
+        }
+    }
+
+    /// `crossbeam_queue::SegQueue`'s API.
+    #[derive(Debug, Default)]
+    pub struct SegQueue<T>(Mutex<VecDeque<T>>);
+
+    impl<T> SegQueue<T> {
+        pub fn new() -> Self {
+            SegQueue(Mutex::new(VecDeque::new()))
+        }
+        pub fn push(&self, value: T) {
+            self.0.lock().push_back(value);
+        }
+        pub fn pop(&self) -> Option<T> {
+            self.0.lock().pop_front()
+        }
+        pub fn len(&self) -> usize {
+            self.0.lock().len()
+        }
+    }
+
+    /// `crossbeam_queue::ArrayQueue`'s API.
+    #[derive(Debug)]
+    pub struct ArrayQueue<T> {
+        queue: Mutex<VecDeque<T>>,
+        capacity: usize,
+    }
+
+    impl<T> ArrayQueue<T> {
+        pub fn new(capacity: usize) -> Self {
+            ArrayQueue {
+                queue: Mutex::new(VecDeque::new()),
+                capacity,
+            }
+        }
+        pub fn push(&self, value: T) -> Result<(), T> {
+            let mut queue = self.queue.lock();
+            if queue.len() == self.capacity {
+                return Err(value);
+            }
+            queue.push_back(value);
+            Ok(())
+        }
+        pub fn pop(&self) -> Option<T> {
+            self.queue.lock().pop_front()
+        }
+        pub fn len(&self) -> usize {
+            self.queue.lock().len()
+        }
+        pub fn capacity(&self) -> usize {
+            self.capacity
+        }
+    }
+
+    /// How many threads a loom model may use.
+    const THREADS: usize = 8;
+
+    /// `thread_local::ThreadLocal`'s API, one slot per thread number (which
+    /// starts again from 1 in each loom execution).
+    #[derive(Debug)]
+    pub struct ThreadLocal<T> {
+        slots: Box<[T]>,
+    }
+
+    impl<T: Default> ThreadLocal<T> {
+        pub fn new() -> Self {
+            ThreadLocal {
+                slots: (0..THREADS).map(|_| T::default()).collect(),
+            }
+        }
+        fn mine(&self) -> &T {
+            let id = crate::thread_id::current();
+            assert!(
+                id < THREADS,
+                "loom models use at most {} threads",
+                THREADS - 1
+            );
+            &self.slots[id]
+        }
+        pub fn get(&self) -> Option<&T> {
+            Some(self.mine())
+        }
+        pub fn get_or_default(&self) -> &T {
+            self.mine()
+        }
+        pub fn iter(&self) -> std::slice::Iter<'_, T> {
+            self.slots.iter()
+        }
+    }
+}
