@@ -15,11 +15,11 @@ import sys
 CRITERION = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
 SVG = sys.argv[2] if len(sys.argv) > 2 else "benches/contention.svg"
 GROUPS = ["single", "nested", "threads_2", "threads_4", "threads_8"]
-DEFAULT = "mempool_Mutex"
+DEFAULT = "mempool_PerThread"
 # The peers drawn in the plot (all are in the table).
 PLOTTED = {
-    "mempool_Mutex": ("mempool (default: Mutex)", "#d62728", 3.0),
-    "mempool_PerThread": ("mempool PerThread", "#ff7f0e", 2.0),
+    "mempool_PerThread": ("mempool (default: PerThread)", "#d62728", 3.0),
+    "mempool_Mutex": ("mempool Mutex", "#ff7f0e", 2.0),
     "regex-automata": ("regex-automata", "#1f77b4", 2.0),
     "thread_local": ("thread_local", "#2ca02c", 2.0),
     "mempool-0.3.1": ("mempool 0.3.1", "#9467bd", 2.0),

@@ -179,7 +179,7 @@ where
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn pop_or_create(&self) -> Box<T> {
         match self.spill.pop() {
             Some(value) => {
@@ -226,7 +226,7 @@ where
     }
 
     /// Offers a reset value to the spill, dropping it if refused.
-    #[inline]
+    #[inline(always)]
     fn offer(&self, value: Box<T>) {
         match self.spill.push(value) {
             Ok(()) => self.stats.count(Event::Spilled),
