@@ -11,6 +11,7 @@ standard library, so it runs on a fresh machine.
 import json
 import os
 import sys
+from xml.sax.saxutils import escape
 
 CRITERION = sys.argv[1] if len(sys.argv) > 1 else "target/criterion"
 SVG = sys.argv[2] if len(sys.argv) > 2 else "benches/contention.svg"
@@ -107,7 +108,7 @@ def plot(path):
             out.append(f'<circle cx="{x(n):.1f}" cy="{y(t):.1f}" r="3" fill="{colour}"/>')
         ly = upper + 10 + i * 20
         out.append(f'<line x1="{w - right + 15}" x2="{w - right + 40}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="{width}"/>')
-        out.append(f'<text x="{w - right + 46}" y="{ly + 4}">{label}</text>')
+        out.append(f'<text x="{w - right + 46}" y="{ly + 4}">{escape(label)}</text>')
     out.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(out) + "\n")

@@ -40,11 +40,12 @@
 //! Chosen with [`PoolBuilder::spill`]; all live in [`spill`]:
 //!
 //! - [`spill::PerThread`] (the default): each thread keeps up to two idle
-//!   values in a pocket on its own cache line, and a thread whose pocket is
-//!   empty takes one from another thread's pocket before creating. A get is
+//!   values in a pocket on its own cache line, and more in a shared
+//!   lock-free overflow; a thread whose pocket is empty takes from the
+//!   overflow, then from another thread's pocket, before creating. A get is
 //!   one atomic swap; memory follows how many values are in use at once.
 //! - [`spill::Mutex`]: per-thread shards of `parking_lot` locks around
-//!   unbounded stacks; any depth of nesting reuses values.
+//!   unbounded stacks.
 //! - [`spill::LockFree`]: one shared lock-free queue; no thread ever waits.
 //! - [`spill::Bounded`]: a lock-free ring that keeps at most `n` values.
 //! - [`spill::None`]: keeps nothing; only the owner slot reuses.
@@ -52,11 +53,11 @@
 //! The default is [`spill::PerThread`] because it was the fastest in the
 //! crate's contention benchmarks (2, 4 and 8 threads on one pool, and a thread
 //! nesting gets) while keeping memory bounded by the values in use at once;
-//! the README's performance section has the numbers. Its one weak spot: a
-//! thread other than the owner that holds more than two values at once makes
-//! and drops one per get; [`spill::Mutex`] has no such limit. It needs
-//! `T: Send` (so does the default `Pool<T>`); a pool of values that are not
-//! `Send` can only ever serve one thread, which a `Vec` does as well.
+//! the README's performance section has the numbers.
+//!
+//! Values must be `Send` ([`Pool::new`] and [`Pool::builder`] ask for it):
+//! a pool exists to move values between threads. For values that are not,
+//! one thread's `Vec` of spares does the job.
 //!
 //! # The owner slot's trade-off
 //!
