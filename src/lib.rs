@@ -3,8 +3,8 @@
 //! Make an expensive value once (a buffer, a parser's or regex's scratch
 //! space, per-request state) and reuse it on every call. The first thread to
 //! use a pool becomes its *owner* and gets its value back through a slot that
-//! takes no lock and no read-modify-write atomic: a thread-local read, one
-//! atomic load and one store. Other threads are served by a *spill strategy*
+//! takes no lock and no read-modify-write atomic: a thread-local read, two
+//! atomic loads and one store. Other threads are served by a *spill strategy*
 //! of your choice, which decides how idle values are kept and how many.
 //!
 //! ```

@@ -81,7 +81,7 @@ where
     /// A value from the pool, in a guard that returns it when dropped.
     ///
     /// On the owner thread with its slot idle, this is a thread-local read,
-    /// an atomic load and an atomic store. Otherwise the value comes from the
+    /// two atomic loads and an atomic store. Otherwise the value comes from the
     /// spill, or from `create` if the spill has none.
     ///
     /// # Panics
@@ -157,14 +157,7 @@ where
         if self.owner.is_empty_for(caller) {
             // The owner's slot was emptied (by `take`, `trim` or a panicking
             // reset): refill it.
-            let value = match self.spill.pop() {
-                Some(value) => {
-                    self.stats.count(Event::SpillHit);
-                    *value
-                }
-                None => self.create(),
-            };
-            return self.fill_owner_slot(caller, value);
+            return self.fill_owner_slot(caller, *self.pop_or_create());
         }
         // The owner is using its slot (a nested get).
         Held::Spilled(self.pop_or_create())
