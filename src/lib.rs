@@ -94,7 +94,13 @@ pub mod spill {
     pub use mempool_policies::{Bounded, LockFree, Mutex, None, PerThread, Spill};
 }
 
-/// The spill strategy of [`Pool::new`] and [`Pool::builder`].
+/// The spill strategy of [`Pool::new`] and [`Pool::builder`]: see the crate
+/// docs for why it is [`spill::PerThread`].
+///
+/// ```
+/// let pool: mempool::Pool<String> = mempool::Pool::new(String::new);
+/// let _: &mempool::DefaultSpill<String> = pool.spill();
+/// ```
 pub type DefaultSpill<T> = spill::PerThread<T>;
 
 /// The README's Rust blocks run as doc tests, so the README stays true.

@@ -112,7 +112,23 @@ mod sealed {
 }
 
 /// What a pool can record into: [`NoStats`] or [`StatsCounters`]. Sealed; its
-/// methods are the pool's hooks and are not meant to be called by users.
+/// methods are the pool's hooks and are not meant to be called by users. It
+/// appears in bounds, for code generic over a pool's stats layer:
+///
+/// ```
+/// use mempool::{Pool, Reset, Spill, StatsLayer};
+///
+/// fn gets<T, C: Fn() -> T, R: Reset<T>, S: Spill<T>, M: StatsLayer>(
+///     pool: &Pool<T, C, R, S, M>,
+/// ) -> Option<u64> {
+///     pool.stats().map(|s| s.gets)
+/// }
+///
+/// let on = Pool::builder().create(String::new).stats().build();
+/// drop(on.get());
+/// assert_eq!(gets(&on), Some(1));
+/// assert_eq!(gets(&Pool::new(String::new)), None);
+/// ```
 pub trait StatsLayer: sealed::Sealed {
     #[doc(hidden)]
     fn owner_hit(&self);

@@ -31,12 +31,22 @@ loom::lazy_static! {
 #[cfg(loom)]
 use loom::sync::atomic::Ordering;
 
-/// The largest number handed out. Pools keep flag bits beside a thread number,
-/// so numbers stay well below `usize::MAX`.
+/// The largest number handed out, well below `usize::MAX` so that numbers
+/// never meet [`UNASSIGNED`].
+///
+/// ```
+/// assert!(mempool_policies::thread_id::current() <= mempool_policies::thread_id::MAX);
+/// ```
 pub const MAX: usize = usize::MAX >> 2;
 
 /// What [`cached`] returns on a thread that has no number yet. It is not a
 /// valid number, and it is not 0, so it matches no owner, claimed or not.
+///
+/// ```
+/// use mempool_policies::thread_id::{self, UNASSIGNED};
+///
+/// assert_ne!(thread_id::current(), UNASSIGNED);
+/// ```
 pub const UNASSIGNED: usize = usize::MAX;
 
 #[cfg(not(loom))]
