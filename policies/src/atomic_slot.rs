@@ -1,12 +1,13 @@
-//! A cell that holds at most one boxed value and can be emptied or filled
-//! from any thread with one atomic swap.
+//! A cell that holds at most one boxed value: any thread can empty it with
+//! one atomic swap, and its one filling thread fills it with a load and a
+//! store.
 
 use crate::sync::{AtomicPtr, Ordering};
 use std::fmt;
 use std::ptr;
 
-/// Holds `Option<Box<T>>` as a single pointer, so that taking or replacing the
-/// value is one `swap` and no lock.
+/// Holds `Option<Box<T>>` as a single pointer, so that taking the value out
+/// is one `swap` and no lock, and filling an empty slot no read-modify-write.
 ///
 /// Invariant: the pointer is either null or came from `Box::into_raw`, and the
 /// slot owns that box until a `swap` hands the pointer to someone else.
@@ -21,13 +22,12 @@ impl<T> AtomicSlot<T> {
         }
     }
 
-    /// Puts `value` in the slot and returns what was there.
-    pub(crate) fn replace(&self, value: Option<Box<T>>) -> Option<Box<T>> {
-        let new = value.map_or(ptr::null_mut(), Box::into_raw);
-        // AcqRel: Release publishes the value we put in to the thread that
-        // takes it out next; Acquire makes the value we take out (written by
-        // the thread that put it in) visible to us.
-        let old = self.ptr.swap(new, Ordering::AcqRel);
+    /// Empties the slot, returning its value.
+    pub(crate) fn take(&self) -> Option<Box<T>> {
+        // Acquire makes the value we take out (written by the thread that
+        // filled the slot, with a Release store) visible to us; AcqRel keeps
+        // this swap ordered with the other takers' swaps too.
+        let old = self.ptr.swap(ptr::null_mut(), Ordering::AcqRel);
         if old.is_null() {
             None
         } else {
@@ -37,11 +37,6 @@ impl<T> AtomicSlot<T> {
             // same pointer: we are its only owner and may rebuild the box.
             Some(unsafe { Box::from_raw(old) })
         }
-    }
-
-    /// Empties the slot, returning its value.
-    pub(crate) fn take(&self) -> Option<Box<T>> {
-        self.replace(None)
     }
 
     /// Puts `value` in the slot if it is empty, without a read-modify-write,
@@ -102,13 +97,13 @@ mod tests {
     use super::AtomicSlot;
 
     #[test]
-    fn replace_and_take() {
+    fn fill_and_take() {
         let slot = AtomicSlot::new();
         assert!(!slot.is_full());
-        assert_eq!(slot.replace(Some(Box::new(1))), None);
+        assert_eq!(slot.fill_if_empty(Box::new(1)), Ok(()));
         assert!(slot.is_full());
-        assert_eq!(slot.replace(Some(Box::new(2))), Some(Box::new(1)));
-        assert_eq!(slot.take(), Some(Box::new(2)));
+        assert_eq!(slot.fill_if_empty(Box::new(2)), Err(Box::new(2)));
+        assert_eq!(slot.take(), Some(Box::new(1)));
         assert_eq!(slot.take(), None);
     }
 
@@ -116,7 +111,7 @@ mod tests {
     fn drop_frees_the_value() {
         let counted = std::sync::Arc::new(());
         let slot = AtomicSlot::new();
-        slot.replace(Some(Box::new(counted.clone())));
+        slot.fill_if_empty(Box::new(counted.clone())).unwrap();
         assert_eq!(std::sync::Arc::strong_count(&counted), 2);
         drop(slot);
         assert_eq!(std::sync::Arc::strong_count(&counted), 1);

@@ -165,10 +165,7 @@ impl<T: Send> Spill<T> for PerThread<T> {
     fn trim(&self) -> usize {
         let mut dropped = std::iter::from_fn(|| self.overflow.pop()).count();
         for pocket in self.pockets.iter() {
-            while let Some(value) = pocket.take() {
-                drop(value);
-                dropped += 1;
-            }
+            dropped += std::iter::from_fn(|| pocket.take()).count();
         }
         dropped
     }
