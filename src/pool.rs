@@ -195,10 +195,13 @@ where
     /// The reset comes first, wherever the value lives, so that the user's
     /// last writes and the reset's sit side by side (the optimiser merges
     /// them). If it panics, unwinding drops `held`: a boxed value is freed,
-    /// and an owner ticket drops its value and leaves the slot empty.
+    /// and an owner ticket drops its value and leaves the slot empty; the
+    /// stats count it as returned and discarded.
     #[inline]
     pub(crate) fn give_back(&self, mut held: Held<T>) {
+        let counted = CountIfResetPanics(&self.stats);
         self.reset.reset(held.get_mut());
+        std::mem::forget(counted);
         match held {
             Held::Owner(ticket) => {
                 // Counted while the ticket is held: one writer at a time.
@@ -250,6 +253,7 @@ where
     /// assert!(v.is_empty() && v.capacity() >= 3); // reset, allocation kept
     /// ```
     pub fn put(&self, value: T) {
+        self.stats.count(Event::Put);
         self.give_back(Held::Spilled(Box::new(value)));
     }
 
@@ -298,10 +302,16 @@ where
     /// assert_eq!(pool.idle(), 0);
     /// ```
     pub fn trim(&self) -> usize {
+        // Take every value out first and drop them after: a value's `Drop`
+        // may use this pool, and a panicking one must not keep the others
+        // alive or the count unrecorded.
+        let values = self.spill.drain();
         let own = self.owner.trim(thread_id::current());
-        let dropped = usize::from(own.is_some()) + self.spill.trim();
-        drop(own);
+        let dropped = values.len() + usize::from(own.is_some());
         self.stats.count(Event::Trimmed(dropped));
+        // If a value's `Drop` panics, `own` is still dropped by the unwind.
+        drop(values);
+        drop(own);
         dropped
     }
 
@@ -329,6 +339,18 @@ where
     /// ```
     pub fn spill(&self) -> &S {
         &self.spill
+    }
+}
+
+/// Counts a returned value as discarded if its reset hook panics: dropped
+/// during the unwind, forgotten when the reset returns. With `NoStats` it is
+/// empty and compiles away.
+struct CountIfResetPanics<'a, M: StatsLayer>(&'a M);
+
+impl<M: StatsLayer> Drop for CountIfResetPanics<'_, M> {
+    fn drop(&mut self) {
+        self.0.count(Event::Return);
+        self.0.count(Event::Discarded);
     }
 }
 

@@ -12,17 +12,27 @@
 //! writer at a time, so an increment is a plain load and store, never a
 //! read-modify-write atomic. [`Pool::stats`](crate::Pool::stats) sums the
 //! blocks when asked.
+//!
+//! One exception: a thread that is exiting (a guard kept in a
+//! `thread_local!` is returned by its destructor) may have given up its
+//! block, and then counts into a shared block with `fetch_add`.
 
 use crossbeam_utils::CachePadded;
+use mempool_policies::sync::ThreadSlots;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use thread_local::ThreadLocal;
 
 /// A snapshot of what a pool has done since it was built.
 ///
 /// Every counter is exact when read on the only thread that used the pool;
 /// with many threads, each is exact once they have joined (while they run, a
-/// snapshot may miss their latest increments).
+/// snapshot may miss their latest increments). When no thread is using the
+/// pool, these hold:
+///
+/// - `creates + puts == idle + in_use + discarded + trimmed + taken`: every
+///   value that came in is idle, in a guard, or gone one of three ways;
+/// - `gets + puts == returns + taken + in_use`: every guard handed out and
+///   every value put was returned, taken, or is still held.
 ///
 /// ```
 /// use mempool::Pool;
@@ -46,11 +56,15 @@ pub struct Stats {
     pub creates: u64,
     /// Values made by prefill (also counted in `creates`).
     pub prefilled: u64,
-    /// Values handed back, by a guard's drop or by `put`.
+    /// Values handed back, by a guard's drop or by `put` (a value whose reset
+    /// panicked included: it is also counted in `discarded`).
     pub returns: u64,
+    /// Values handed in by `put` (also counted in `returns`).
+    pub puts: u64,
     /// Values the spill accepted: returned, put, or prefilled.
     pub spilled: u64,
-    /// Values the spill refused, which the pool dropped.
+    /// Returned values the pool dropped: the spill refused them, or their
+    /// reset hook panicked.
     pub discarded: u64,
     /// Guards consumed by `take`: their values left the pool.
     pub taken: u64,
@@ -58,6 +72,8 @@ pub struct Stats {
     pub trimmed: u64,
     /// Idle values the pool holds now, owner slot included.
     pub idle: usize,
+    /// Values in guards now: `gets + puts - returns - taken`.
+    pub in_use: u64,
 }
 
 impl Stats {
@@ -88,7 +104,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "hit_rate={:.1}% gets={} owner_hits={} spill_hits={} creates={} prefilled={} \
-             returns={} spilled={} discarded={} taken={} trimmed={} idle={}",
+             returns={} puts={} spilled={} discarded={} taken={} trimmed={} idle={} in_use={}",
             self.hit_rate() * 100.0,
             self.gets,
             self.owner_hits,
@@ -96,11 +112,13 @@ impl fmt::Display for Stats {
             self.creates,
             self.prefilled,
             self.returns,
+            self.puts,
             self.spilled,
             self.discarded,
             self.taken,
             self.trimmed,
             self.idle,
+            self.in_use,
         )
     }
 }
@@ -148,6 +166,7 @@ pub enum Event {
     Create,
     Prefill,
     Return,
+    Put,
     Spilled,
     Discarded,
     Taken,
@@ -189,7 +208,10 @@ pub struct StatsCounters {
     /// Counted by whoever holds the owner slot: one thread at a time.
     owner: CachePadded<OwnerCounts>,
     /// Counted by each thread in its own block.
-    threads: ThreadLocal<CachePadded<ThreadCounts>>,
+    threads: ThreadSlots<CachePadded<ThreadCounts>>,
+    /// Counted with `fetch_add` by threads that have no block of their own
+    /// any more (they are exiting).
+    shared: CachePadded<ThreadCounts>,
 }
 
 #[derive(Default)]
@@ -204,10 +226,39 @@ struct ThreadCounts {
     creates: AtomicU64,
     prefilled: AtomicU64,
     returns: AtomicU64,
+    puts: AtomicU64,
     spilled: AtomicU64,
     discarded: AtomicU64,
     taken: AtomicU64,
     trimmed: AtomicU64,
+}
+
+impl ThreadCounts {
+    fn counter(&self, event: Event) -> (&AtomicU64, u64) {
+        match event {
+            Event::SpillHit => (&self.spill_hits, 1),
+            Event::Create => (&self.creates, 1),
+            Event::Prefill => (&self.prefilled, 1),
+            Event::Return => (&self.returns, 1),
+            Event::Put => (&self.puts, 1),
+            Event::Spilled => (&self.spilled, 1),
+            Event::Discarded => (&self.discarded, 1),
+            Event::Taken => (&self.taken, 1),
+            Event::Trimmed(n) => (&self.trimmed, n as u64),
+        }
+    }
+
+    fn add_to(&self, s: &mut Stats) {
+        s.spill_hits += read(&self.spill_hits);
+        s.creates += read(&self.creates);
+        s.prefilled += read(&self.prefilled);
+        s.returns += read(&self.returns);
+        s.puts += read(&self.puts);
+        s.spilled += read(&self.spilled);
+        s.discarded += read(&self.discarded);
+        s.taken += read(&self.taken);
+        s.trimmed += read(&self.trimmed);
+    }
 }
 
 /// Adds `n` to a counter that has one writer at a time. A load and a store,
@@ -235,18 +286,16 @@ impl StatsLayer for StatsCounters {
 
     #[inline]
     fn count(&self, event: Event) {
-        let t = self.threads.get_or_default();
-        let (counter, n) = match event {
-            Event::SpillHit => (&t.spill_hits, 1),
-            Event::Create => (&t.creates, 1),
-            Event::Prefill => (&t.prefilled, 1),
-            Event::Return => (&t.returns, 1),
-            Event::Spilled => (&t.spilled, 1),
-            Event::Discarded => (&t.discarded, 1),
-            Event::Taken => (&t.taken, 1),
-            Event::Trimmed(n) => (&t.trimmed, n as u64),
-        };
-        add(counter, n);
+        match self.threads.get() {
+            Some(own) => {
+                let (counter, n) = own.counter(event);
+                add(counter, n);
+            }
+            None => {
+                let (counter, n) = self.shared.counter(event);
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 
     fn snapshot(&self, idle: usize) -> Option<Stats> {
@@ -257,18 +306,15 @@ impl StatsLayer for StatsCounters {
             ..Stats::default()
         };
         for t in self.threads.iter() {
-            s.spill_hits += read(&t.spill_hits);
-            s.creates += read(&t.creates);
-            s.prefilled += read(&t.prefilled);
-            s.returns += read(&t.returns);
-            s.spilled += read(&t.spilled);
-            s.discarded += read(&t.discarded);
-            s.taken += read(&t.taken);
-            s.trimmed += read(&t.trimmed);
+            t.add_to(&mut s);
         }
+        self.shared.add_to(&mut s);
         // Every get is an owner hit, a spill hit or a create; every create
         // that is not a prefill was made for a get.
         s.gets = s.owner_hits + s.spill_hits + s.creates.saturating_sub(s.prefilled);
+        // Saturating: while threads run, a snapshot may see a return before
+        // the get it answers.
+        s.in_use = (s.gets + s.puts).saturating_sub(s.returns + s.taken);
         Some(s)
     }
 }

@@ -199,7 +199,7 @@ fn display_is_one_line() {
     assert_eq!(
         line,
         "hit_rate=0.0% gets=2 owner_hits=0 spill_hits=0 creates=2 prefilled=0 returns=2 \
-         spilled=1 discarded=0 taken=0 trimmed=0 idle=2"
+         puts=0 spilled=1 discarded=0 taken=0 trimmed=0 idle=2 in_use=0"
     );
 }
 

@@ -1,16 +1,22 @@
 //! Property test against a model: random single-thread sequences of get,
-//! drop, take, put, trim and prefill, checked after every step against a
-//! plain model of what `idle` and every stats counter must be, for every
+//! drop, drop with a reset that panics, take, put, trim and prefill, checked
+//! after every step against a plain model of what `idle` and every stats
+//! counter must be, and against the identities `Stats` documents, for every
 //! spill strategy.
+
+mod common;
 
 use mempool::{spill, Pool, PoolGuard, Spill, Stats, StatsCounters};
 use proptest::prelude::*;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 #[derive(Clone, Debug)]
 enum Op {
     Get,
     /// Drop the guard at this index (modulo the number held), if any.
     Drop(usize),
+    /// Drop it with a value that makes the reset hook panic.
+    DropPoisoned(usize),
     /// Take the value of the guard at this index, if any.
     Take(usize),
     /// Put back a taken value, if any.
@@ -23,6 +29,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => Just(Op::Get),
         4 => any::<usize>().prop_map(Op::Drop),
+        1 => any::<usize>().prop_map(Op::DropPoisoned),
         1 => any::<usize>().prop_map(Op::Take),
         1 => Just(Op::Put),
         1 => Just(Op::Trim),
@@ -100,6 +107,21 @@ impl Model {
         }
     }
 
+    /// The reset panics: the value is counted as returned and discarded,
+    /// and dropped; an owner slot's value leaves the slot empty.
+    fn drop_poisoned(&mut self, index: usize) {
+        if self.guards.is_empty() {
+            return;
+        }
+        let from_owner = self.guards.remove(index % self.guards.len());
+        self.stats.returns += 1;
+        self.stats.discarded += 1;
+        if from_owner {
+            self.owner_in_use = false;
+            self.owner_full = Some(false);
+        }
+    }
+
     fn take(&mut self, index: usize) {
         if self.guards.is_empty() {
             return;
@@ -117,6 +139,7 @@ impl Model {
         if self.kept > 0 {
             self.kept -= 1;
             self.stats.returns += 1;
+            self.stats.puts += 1;
             self.offer();
         }
     }
@@ -146,13 +169,24 @@ impl Model {
 
 type Create = fn() -> Vec<u8>;
 type Clear = fn(&mut Vec<u8>);
+
+/// The reset hook: clears, but panics on a vector that starts with `POISON`.
+fn clear(v: &mut Vec<u8>) {
+    if v.first() == Some(&POISON) {
+        panic!("reset panicked (on purpose)");
+    }
+    v.clear();
+}
+
+const POISON: u8 = 0xFF;
 type Buffers<S> = Pool<Vec<u8>, Create, Clear, S, StatsCounters>;
 type Guard<'a, S> = PoolGuard<'a, Vec<u8>, Create, Clear, S, StatsCounters>;
 
 fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+    common::silence_expected_panics();
     let pool: Buffers<S> = Pool::builder()
         .create(Vec::new as Create)
-        .reset(Vec::clear as Clear)
+        .reset(clear as Clear)
         .spill(spill)
         .stats()
         .build();
@@ -173,6 +207,15 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
                     drop(guards.remove(i % guards.len()));
                 }
                 model.drop_guard(i);
+            }
+            Op::DropPoisoned(i) => {
+                if !guards.is_empty() {
+                    let mut guard = guards.remove(i % guards.len());
+                    guard.insert(0, POISON);
+                    let caught = catch_unwind(AssertUnwindSafe(|| drop(guard)));
+                    prop_assert!(caught.is_err(), "the reset did not panic");
+                }
+                model.drop_poisoned(i);
             }
             Op::Take(i) => {
                 if !guards.is_empty() {
@@ -197,8 +240,26 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
         }
         let expected = Stats {
             idle: model.idle(),
+            in_use: model.guards.len() as u64,
             ..model.stats
         };
+        let s = pool.stats().unwrap();
+        prop_assert_eq!(
+            s.creates + s.puts,
+            s.idle as u64 + s.in_use + s.discarded + s.trimmed + s.taken,
+            "creates + puts == idle + in_use + discarded + trimmed + taken after step {} ({:?}): {}",
+            step,
+            op,
+            s
+        );
+        prop_assert_eq!(
+            s.gets + s.puts,
+            s.returns + s.taken + s.in_use,
+            "gets + puts == returns + taken + in_use after step {} ({:?}): {}",
+            step,
+            op,
+            s
+        );
         prop_assert_eq!(
             pool.idle(),
             model.idle(),

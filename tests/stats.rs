@@ -1,5 +1,7 @@
 //! Every stats counter, in single-thread sequences and summed across threads.
 
+mod common;
+
 use mempool::{spill, Pool, PoolGuard, Stats};
 
 fn stats<T, C, R, S>(pool: &Pool<T, C, R, S, mempool::StatsCounters>) -> Stats
@@ -231,4 +233,72 @@ fn for_each_strategy(check: impl Fn(&str, &AnyPool)) {
             .build();
         check(name, &pool);
     }
+}
+
+/// A value whose reset panicked is counted as returned and discarded, on the
+/// owner slot and in the spill alike, so the invariants still hold. Before
+/// the fix: `gets=2 creates=2 returns=0 idle=0 discarded=0`.
+#[test]
+fn reset_panics_count_as_returned_and_discarded() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .reset(|v: &mut Vec<u8>| {
+            if v.first() == Some(&0xFF) {
+                panic!("poisoned (on purpose)");
+            }
+            v.clear();
+        })
+        .stats()
+        .build();
+    common::silence_expected_panics();
+    for _ in 0..2 {
+        let (mut owner, mut spilled) = (pool.get(), pool.get());
+        owner.push(0xFF);
+        spilled.push(0xFF);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(spilled)));
+        assert!(caught.is_err());
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(owner)));
+        assert!(caught.is_err());
+    }
+    let s = stats(&pool);
+    assert_eq!(
+        (s.gets, s.creates, s.returns, s.discarded, s.idle, s.in_use),
+        (4, 4, 4, 4, 0, 0),
+        "{s}"
+    );
+    check_invariants(&s);
+}
+
+#[test]
+fn puts_and_in_use() {
+    let pool = Pool::builder().create(Vec::<u8>::new).stats().build();
+    let a = pool.get();
+    let b = pool.get();
+    assert_eq!(stats(&pool).in_use, 2);
+    let v = PoolGuard::take(a);
+    assert_eq!(stats(&pool).in_use, 1);
+    pool.put(v);
+    pool.put(Vec::new());
+    drop(b);
+    let s = stats(&pool);
+    assert_eq!(
+        (s.gets, s.puts, s.returns, s.taken, s.in_use),
+        (2, 2, 3, 1, 0),
+        "{s}"
+    );
+    check_invariants(&s);
+}
+
+/// The two identities `Stats` documents, for a pool no thread is using.
+fn check_invariants(s: &Stats) {
+    assert_eq!(
+        s.creates + s.puts,
+        s.idle as u64 + s.in_use + s.discarded + s.trimmed + s.taken,
+        "creates + puts == idle + in_use + discarded + trimmed + taken: {s}"
+    );
+    assert_eq!(
+        s.gets + s.puts,
+        s.returns + s.taken + s.in_use,
+        "gets + puts == returns + taken + in_use: {s}"
+    );
 }

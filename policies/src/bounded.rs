@@ -68,9 +68,14 @@ impl<T> Spill<T> for Bounded<T> {
     fn len(&self) -> usize {
         self.queue.len()
     }
+}
 
-    fn trim(&self) -> usize {
-        std::iter::from_fn(|| self.queue.pop()).count()
+impl<T> Drop for Bounded<T> {
+    /// Drops the values out of the queue, so that one whose `Drop` panics
+    /// does not stop the others from being dropped (crossbeam's queue stops
+    /// at the first panic and leaks the rest).
+    fn drop(&mut self) {
+        drop(self.drain());
     }
 }
 

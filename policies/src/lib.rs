@@ -38,6 +38,8 @@ mod spill;
 #[doc(hidden)]
 pub mod sync;
 pub mod thread_id;
+#[cfg(not(loom))]
+mod thread_slots;
 
 pub use crate::bounded::Bounded;
 pub use crate::lock_free::LockFree;

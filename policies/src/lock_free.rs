@@ -58,9 +58,14 @@ impl<T> Spill<T> for LockFree<T> {
     fn len(&self) -> usize {
         self.queue.len()
     }
+}
 
-    fn trim(&self) -> usize {
-        std::iter::from_fn(|| self.queue.pop()).count()
+impl<T> Drop for LockFree<T> {
+    /// Drops the values out of the queue, so that one whose `Drop` panics
+    /// does not stop the others from being dropped (crossbeam's queue stops
+    /// at the first panic and leaks the rest).
+    fn drop(&mut self) {
+        drop(self.drain());
     }
 }
 

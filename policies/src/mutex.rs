@@ -9,10 +9,11 @@ use std::fmt;
 /// A thread pushes to and pops from its own shard, so two threads contend only
 /// when they share a shard and use it at the same instant; each shard sits on
 /// its own cache line, so neighbouring shards do not slow each other down.
-/// When its own shard is empty, a pop looks at the other shards (skipping any
-/// that are locked) before the pool creates a new value, so a value returned
-/// by one thread is found by another: memory follows the number of values in
-/// use at once, not the number of threads.
+/// When its own shard is empty, a pop looks at the other shards before the
+/// pool creates a new value (first skipping any that are locked, then, if it
+/// skipped one, waiting for it), so a value returned by one thread is found
+/// by another: memory follows the number of values in use at once, not the
+/// number of threads.
 ///
 /// The stacks are last-in first-out, so the value handed out is the one most
 /// recently used, likely still in cache.
@@ -110,26 +111,46 @@ impl<T> Spill<T> for Mutex<T> {
         self.shards.iter().map(|shard| shard.lock().len()).sum()
     }
 
-    fn trim(&self) -> usize {
-        let mut dropped = 0;
+    fn drain(&self) -> Vec<Box<T>> {
+        // Take each stack out and let the caller drop the values after the
+        // lock is released, so a value whose `Drop` uses the pool cannot
+        // deadlock on its shard.
+        let mut values = Vec::new();
         for shard in self.shards.iter() {
-            // Take the stack out and drop it after the lock is released, so a
-            // value whose `Drop` uses the pool cannot deadlock on this shard.
             let stack = std::mem::take(&mut *shard.lock());
-            dropped += stack.len();
+            values.extend(stack);
         }
-        dropped
+        values
     }
 }
 
 impl<T> Mutex<T> {
     /// The home shard was empty: look at the others, in order from the next
-    /// one on, without waiting for a lock (a locked shard is busy, and
-    /// creating a value is better than queueing behind it).
+    /// one on. First without waiting for a lock; then, if some shard was
+    /// locked, once more waiting for each. Waiting is rare (the caller was
+    /// about to create a value) and needed: a thread that only returns values,
+    /// as a consumer in a pipeline does, keeps its shard locked much of the
+    /// time, and skipping it would create a value for every miss while that
+    /// shard piles up idle ones.
     #[cold]
     fn pop_elsewhere(&self, home: usize) -> Option<Box<T>> {
         let n = self.shards.len();
-        (1..n).find_map(|step| self.shards[(home + step) % n].try_lock()?.pop())
+        let others = || (1..n).map(move |step| &self.shards[(home + step) % n]);
+        let mut skipped = false;
+        for shard in others() {
+            match shard.try_lock() {
+                Some(mut stack) => {
+                    if let Some(value) = stack.pop() {
+                        return Some(value);
+                    }
+                }
+                None => skipped = true,
+            }
+        }
+        if !skipped {
+            return None;
+        }
+        others().find_map(|shard| shard.lock().pop())
     }
 }
 

@@ -1,5 +1,5 @@
 use crate::atomic_slot::AtomicSlot;
-use crate::sync::{SegQueue, ThreadLocal};
+use crate::sync::{SegQueue, ThreadSlots};
 use crate::Spill;
 use crossbeam_utils::CachePadded;
 use std::fmt;
@@ -26,6 +26,10 @@ use std::fmt;
 /// [`trim`](Spill::trim)), so taking a value out must be atomic. Putting one
 /// in need not be: only the pocket's own thread ever fills it.
 ///
+/// A thread that is exiting (a guard kept in a `thread_local!` is returned by
+/// its destructor) may have given its pocket up already; its values then go
+/// to the overflow.
+///
 /// ```
 /// use mempool_policies::{PerThread, Spill};
 ///
@@ -43,9 +47,9 @@ use std::fmt;
 /// });
 /// assert_eq!(spill.len(), 1);
 /// ```
-pub struct PerThread<T: Send> {
-    pockets: ThreadLocal<CachePadded<Pocket<T>>>,
-    /// Values returned to a full pocket.
+pub struct PerThread<T> {
+    pockets: ThreadSlots<CachePadded<Pocket<T>>>,
+    /// Values returned to a full pocket, or by a thread without a pocket.
     overflow: SegQueue<Box<T>>,
 }
 
@@ -79,7 +83,7 @@ impl<T> Pocket<T> {
     }
 }
 
-impl<T: Send> PerThread<T> {
+impl<T> PerThread<T> {
     /// A spill with no pockets yet (each thread's pocket is made the first
     /// time the thread returns a value) and an empty overflow.
     ///
@@ -89,26 +93,9 @@ impl<T: Send> PerThread<T> {
     /// ```
     pub fn new() -> Self {
         PerThread {
-            pockets: ThreadLocal::new(),
+            pockets: ThreadSlots::new(),
             overflow: SegQueue::new(),
         }
-    }
-
-    /// The calling thread's pocket, made on first use. The making is out of
-    /// line: it builds a cache-line-aligned pocket on the stack, which would
-    /// make every push realign its stack frame.
-    #[inline]
-    fn own_pocket(&self) -> &Pocket<T> {
-        match self.pockets.get() {
-            Some(pocket) => pocket,
-            None => self.new_pocket(),
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn new_pocket(&self) -> &Pocket<T> {
-        self.pockets.get_or_default()
     }
 
     /// The own pocket was empty: take from the overflow, or from another
@@ -121,17 +108,15 @@ impl<T: Send> PerThread<T> {
     }
 }
 
-impl<T: Send> Default for PerThread<T> {
+impl<T> Default for PerThread<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Send> Spill<T> for PerThread<T> {
+impl<T> Spill<T> for PerThread<T> {
     #[inline]
     fn pop(&self) -> Option<Box<T>> {
-        // `get`, not `get_or_default`: a thread that only ever pops (it never
-        // returns a value) should not cost a pocket.
         if let Some(value) = self.pockets.get().and_then(|pocket| pocket.take()) {
             return Some(value);
         }
@@ -140,7 +125,12 @@ impl<T: Send> Spill<T> for PerThread<T> {
 
     #[inline]
     fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
-        let [first, second] = &self.own_pocket().slots;
+        // No pocket: the thread is exiting and has given it up.
+        let Some(pocket) = self.pockets.get() else {
+            self.overflow.push(value);
+            return Ok(());
+        };
+        let [first, second] = &pocket.slots;
         // Only this thread fills its pocket's slots, which is what
         // `fill_if_empty` asks.
         let Err(value) = first
@@ -162,16 +152,26 @@ impl<T: Send> Spill<T> for PerThread<T> {
                 .sum::<usize>()
     }
 
-    fn trim(&self) -> usize {
-        let mut dropped = std::iter::from_fn(|| self.overflow.pop()).count();
+    fn drain(&self) -> Vec<Box<T>> {
+        let mut values: Vec<Box<T>> = (0..self.overflow.len())
+            .map_while(|_| self.overflow.pop())
+            .collect();
         for pocket in self.pockets.iter() {
-            dropped += std::iter::from_fn(|| pocket.take()).count();
+            values.extend(std::iter::from_fn(|| pocket.take()).take(2));
         }
-        dropped
+        values
     }
 }
 
-impl<T: Send> fmt::Debug for PerThread<T> {
+impl<T> Drop for PerThread<T> {
+    /// Drops the values out of the pockets and the overflow first, so that
+    /// one whose `Drop` panics does not stop the others from being dropped.
+    fn drop(&mut self) {
+        drop(self.drain());
+    }
+}
+
+impl<T> fmt::Debug for PerThread<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PerThread")
             .field("idle", &self.len())

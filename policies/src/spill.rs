@@ -16,8 +16,15 @@
 /// - `push` returns `Err(value)` to refuse a value; the pool then drops it. The
 ///   refused value may be a different idle value than the one offered (a spill
 ///   may keep the newer one), but it must be one the spill no longer holds.
-/// - [`len`](Spill::len) and `trim` may be approximate while other threads
-///   push and pop, but must be exact when no other thread is using the spill.
+/// - [`len`](Spill::len), [`drain`](Spill::drain) and `trim` may be
+///   approximate while other threads push and pop, but must be exact when no
+///   other thread is using the spill.
+/// - `drain` and `trim` must end whatever the values' `Drop` does: a value's
+///   `Drop` may use the same pool (get a value and return it), so they take
+///   out what is there first and drop it outside the spill, never "pop until
+///   empty". The provided versions do that.
+/// - Dropping the spill drops every value it holds even if one value's `Drop`
+///   panics (then the panic goes on once the rest are dropped), as `Vec` does.
 ///
 /// None of these rules are needed for memory safety: a spill written wrong can
 /// make a pool slow or wasteful, never unsound, because the pool never relies
@@ -76,8 +83,33 @@ pub trait Spill<T> {
         self.len() == 0
     }
 
+    /// Takes out every idle value the spill holds now, for the caller to
+    /// drop. The provided version pops at most [`len`](Spill::len) values, so
+    /// it ends even while other threads keep pushing.
+    ///
+    /// ```
+    /// use mempool_policies::{LockFree, Spill};
+    ///
+    /// let spill = LockFree::default();
+    /// spill.push(Box::new(1)).unwrap();
+    /// spill.push(Box::new(2)).unwrap();
+    /// assert_eq!(spill.drain().len(), 2);
+    /// assert!(spill.is_empty());
+    /// ```
+    fn drain(&self) -> Vec<Box<T>> {
+        (0..self.len()).map_while(|_| self.pop()).collect()
+    }
+
     /// Drops every idle value the spill holds and returns how many it dropped.
-    fn trim(&self) -> usize;
+    /// The provided version [`drain`](Spill::drain)s first and drops after,
+    /// so a value whose `Drop` uses the same pool cannot keep it going; if a
+    /// `Drop` panics, the other values are still dropped.
+    fn trim(&self) -> usize {
+        let values = self.drain();
+        let n = values.len();
+        drop(values);
+        n
+    }
 }
 
 /// A boxed spill, so that the strategy can be chosen at run time:
@@ -107,6 +139,10 @@ impl<T, S: Spill<T> + ?Sized> Spill<T> for Box<S> {
 
     fn len(&self) -> usize {
         (**self).len()
+    }
+
+    fn drain(&self) -> Vec<Box<T>> {
+        (**self).drain()
     }
 
     fn trim(&self) -> usize {

@@ -1,11 +1,11 @@
 //! The synchronization primitives the pool is built from, behind one facade:
-//! `std`, `parking_lot`, `crossbeam-queue` and `thread_local` normally, and
+//! `std`, `parking_lot`, `crossbeam-queue` and our `ThreadSlots` normally, and
 //! under `--cfg loom` stand-ins built on loom's models, so that the loom
 //! tests explore the same pool and strategy code that ships.
 //!
 //! Under loom, crossbeam's queues become a loom `Mutex` around a `VecDeque`
 //! (the queues' own correctness is crossbeam's to prove; what loom checks
-//! here is our code around them), and `ThreadLocal` becomes one slot per
+//! here is our code around them), and `ThreadSlots` becomes one slot per
 //! thread number, which loom's threads (all on one OS thread) need.
 //!
 //! Not part of the crate's API: public only so that `mempool` can use it.
@@ -18,10 +18,10 @@ pub use self::real::*;
 
 #[cfg(not(loom))]
 mod real {
+    pub use crate::thread_slots::ThreadSlots;
     pub use crossbeam_queue::{ArrayQueue, SegQueue};
     pub use parking_lot::{Mutex, MutexGuard};
     pub use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
-    pub use thread_local::ThreadLocal;
 }
 
 #[cfg(loom)]
@@ -104,34 +104,37 @@ mod model {
     /// How many threads a loom model may use.
     const THREADS: usize = 8;
 
-    /// `thread_local::ThreadLocal`'s API, one slot per thread number (which
-    /// starts again from 1 in each loom execution).
+    /// `ThreadSlots`' API, one slot per thread number (which starts again
+    /// from 1 in each loom execution).
     #[derive(Debug)]
-    pub struct ThreadLocal<T> {
+    pub struct ThreadSlots<T> {
         slots: Box<[T]>,
     }
 
-    impl<T: Default> ThreadLocal<T> {
+    impl<T: Default> ThreadSlots<T> {
         pub fn new() -> Self {
-            ThreadLocal {
+            ThreadSlots {
                 slots: (0..THREADS).map(|_| T::default()).collect(),
             }
         }
-        fn mine(&self) -> &T {
+        pub fn get(&self) -> Option<&T> {
             let id = crate::thread_id::current();
             assert!(
                 id < THREADS,
                 "loom models use at most {} threads",
                 THREADS - 1
             );
-            &self.slots[id]
+            Some(&self.slots[id])
         }
-        pub fn get(&self) -> Option<&T> {
-            Some(self.mine())
+    }
+
+    impl<T: Default> Default for ThreadSlots<T> {
+        fn default() -> Self {
+            Self::new()
         }
-        pub fn get_or_default(&self) -> &T {
-            self.mine()
-        }
+    }
+
+    impl<T> ThreadSlots<T> {
         pub fn iter(&self) -> std::slice::Iter<'_, T> {
             self.slots.iter()
         }

@@ -64,8 +64,10 @@ loom::thread_local! {
 /// # Panics
 ///
 /// If more than [`MAX`] threads have asked for a number in this process (on a
-/// 64-bit target, more than 4·10¹⁸), or if called while the thread's
-/// thread-locals are being destroyed.
+/// 64-bit target, more than 4·10¹⁸). Never because the thread is exiting: the
+/// number lives in a `const` thread-local with no destructor, which can be
+/// read at any point of a thread's life, its thread-local destructors
+/// included.
 ///
 /// ```
 /// use mempool_policies::thread_id;

@@ -123,3 +123,23 @@ macro_rules! for_each_spill {
         }
     }};
 }
+
+/// Keeps test output readable: hides the message of every panic whose text
+/// says "(on purpose)", and lets every other panic print as usual. Installed
+/// once per test binary.
+pub fn silence_expected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+            if !text.is_some_and(|t| t.contains("(on purpose)")) {
+                default(info);
+            }
+        }));
+    });
+}

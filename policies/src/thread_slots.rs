@@ -1,0 +1,235 @@
+//! Per-thread storage that never panics, even while the thread's
+//! thread-locals are being destroyed.
+//!
+//! A pool keeps per-thread state (a strategy's pockets, the stats layer's
+//! counters) and may be used at any point of a thread's exit: a guard kept in
+//! a `thread_local!` is returned by that thread-local's destructor, and
+//! nothing orders that destructor against anybody else's. The `thread_local`
+//! crate panics there (its `get_or*` asks for a thread id through
+//! `LocalKey::with`, which panics once its id guard has been destroyed), and a
+//! panic in a thread-local destructor aborts the process. So this module does
+//! the same job with one difference: [`ThreadSlots::get`] returns `None` once
+//! the calling thread can no longer hold a slot, and callers fall back to
+//! something shared.
+//!
+//! # How
+//!
+//! Each thread that asks gets a small *index*, the lowest one free, and gives
+//! it back when it exits (through a thread-local whose destructor frees it),
+//! so indices stay dense: they count the threads alive at once, not every
+//! thread that ever ran. A `ThreadSlots<T>` keeps one `T` per index, in
+//! buckets of doubling size made on first use, so an index maps to its slot
+//! without a lock. A later thread that receives a freed index inherits the
+//! slot of the thread that had it, contents and all.
+//!
+//! The index lives in a `const` thread-local with no destructor, which can be
+//! read at any time, even during thread exit. A second thread-local,
+//! registered when the index is assigned, frees the index in its destructor
+//! and marks the thread as gone; from then on `get` returns `None`. Getting an
+//! index needs that destructor registered: `LocalKey::try_with` does it, and
+//! says `Err` (never panics) if the thread is too far into its exit.
+//!
+//! Only safe code: the buckets are `OnceLock`s.
+
+use std::cell::Cell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::sync::{Mutex, OnceLock};
+
+/// Slots in the first bucket; bucket `k` holds `FIRST << k`.
+const FIRST: usize = 8;
+/// Buckets: room for `FIRST * (2^BUCKETS - 1)` threads alive at once (about
+/// 134 million). A thread beyond that gets no slot and uses the shared path.
+const BUCKETS: usize = 24;
+
+/// One `T` per thread alive, made with `T::default()` when its bucket is
+/// first needed.
+pub struct ThreadSlots<T> {
+    buckets: [OnceLock<Box<[T]>>; BUCKETS],
+}
+
+impl<T> ThreadSlots<T> {
+    /// No slots yet: buckets are made on first use.
+    pub const fn new() -> Self {
+        ThreadSlots {
+            buckets: [const { OnceLock::new() }; BUCKETS],
+        }
+    }
+
+    /// Every slot made so far, of live threads, exited ones and indices not
+    /// handed out yet alike (all of them are `T::default()` until used).
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.buckets
+            .iter()
+            .filter_map(OnceLock::get)
+            .flat_map(|bucket| bucket.iter())
+    }
+}
+
+impl<T: Default> ThreadSlots<T> {
+    /// The calling thread's slot, or `None` if the thread has no index: it is
+    /// exiting and has given its index back, or (beyond about 134 million
+    /// threads alive at once) there is no room.
+    #[inline]
+    pub fn get(&self) -> Option<&T> {
+        self.at(indices::current()?)
+    }
+
+    /// The slot of index `i`, made if its bucket is not there yet; `None` if
+    /// `i` is past the last bucket.
+    #[inline]
+    pub fn at(&self, i: usize) -> Option<&T> {
+        let (bucket, offset) = locate(i)?;
+        let slots = self.buckets[bucket].get_or_init(|| make_bucket(bucket));
+        Some(&slots[offset])
+    }
+}
+
+/// Where index `i` lives: bucket `k` holds indices `FIRST * (2^k - 1)` up to
+/// `FIRST * (2^(k+1) - 1)`, exclusive.
+#[inline]
+fn locate(i: usize) -> Option<(usize, usize)> {
+    let shifted = i / FIRST + 1; // in bucket k, this is in [2^k, 2^(k+1))
+    let bucket = (usize::BITS - 1 - shifted.leading_zeros()) as usize;
+    if bucket >= BUCKETS {
+        return None;
+    }
+    Some((bucket, i - FIRST * ((1 << bucket) - 1)))
+}
+
+#[cold]
+fn make_bucket<T: Default>(bucket: usize) -> Box<[T]> {
+    (0..FIRST << bucket).map(|_| T::default()).collect()
+}
+
+impl<T> Default for ThreadSlots<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> fmt::Debug for ThreadSlots<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadSlots")
+            .field("slots", &self.iter().count())
+            .finish()
+    }
+}
+
+mod indices {
+    use super::*;
+
+    /// Not assigned yet.
+    const UNSET: usize = usize::MAX;
+    /// Given back at thread exit: the thread uses the shared path from now on.
+    const GONE: usize = usize::MAX - 1;
+
+    /// Indices in use are handed out lowest first, so they stay dense.
+    struct Free {
+        next: usize,
+        returned: BinaryHeap<Reverse<usize>>,
+    }
+
+    static FREE: Mutex<Free> = Mutex::new(Free {
+        next: 0,
+        returned: BinaryHeap::new(),
+    });
+
+    fn free_list() -> std::sync::MutexGuard<'static, Free> {
+        // Nothing under this lock can panic halfway, so a poisoned lock still
+        // guards consistent data.
+        FREE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    thread_local! {
+        /// No destructor: readable at any point of the thread's life.
+        static INDEX: Cell<usize> = const { Cell::new(UNSET) };
+        /// Its destructor gives the index back.
+        static RELEASE: Release = const { Release };
+    }
+
+    struct Release;
+
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let i = INDEX.with(|cell| cell.replace(GONE));
+            if i < GONE {
+                free_list().returned.push(Reverse(i));
+            }
+        }
+    }
+
+    /// The calling thread's index into every [`ThreadSlots`], or `None`
+    /// while the thread has none (it is exiting and gave it back, or asked
+    /// too late in its exit to get one). Never panics.
+    #[inline]
+    pub(super) fn current() -> Option<usize> {
+        let i = INDEX.with(Cell::get);
+        if i < GONE {
+            return Some(i);
+        }
+        assign(i)
+    }
+
+    #[cold]
+    fn assign(i: usize) -> Option<usize> {
+        if i == GONE {
+            return None;
+        }
+        // Register the destructor first: if the thread is too far into its
+        // exit for that, it gets no index rather than one it never frees.
+        RELEASE.try_with(|_| ()).ok()?;
+        let i = {
+            let mut free = free_list();
+            match free.returned.pop() {
+                Some(Reverse(i)) => i,
+                None => {
+                    free.next += 1;
+                    free.next - 1
+                }
+            }
+        };
+        INDEX.with(|cell| cell.set(i));
+        Some(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_map_to_distinct_slots_in_order() {
+        let mut seen = Vec::new();
+        for i in 0..FIRST * 15 {
+            seen.push(locate(i).unwrap());
+        }
+        assert_eq!(seen[0], (0, 0));
+        assert_eq!(seen[FIRST - 1], (0, FIRST - 1));
+        assert_eq!(seen[FIRST], (1, 0));
+        assert_eq!(seen[3 * FIRST], (2, 0));
+        assert_eq!(seen[7 * FIRST], (3, 0));
+        seen.dedup();
+        assert_eq!(seen.len(), FIRST * 15);
+        let last = FIRST * ((1 << BUCKETS) - 1);
+        assert_eq!(
+            locate(last - 1),
+            Some((BUCKETS - 1, (FIRST << (BUCKETS - 1)) - 1))
+        );
+        assert_eq!(locate(last), None);
+        assert_eq!(locate(usize::MAX), None);
+    }
+
+    #[test]
+    fn an_exited_threads_index_goes_to_a_later_thread() {
+        let first = std::thread::spawn(indices::current)
+            .join()
+            .unwrap()
+            .unwrap();
+        // Threads of other tests may take it in between, so look a few times.
+        let reused =
+            (0..100).any(|_| std::thread::spawn(indices::current).join().unwrap() == Some(first));
+        assert!(reused, "index {first} was never handed out again");
+    }
+}
