@@ -1,51 +1,76 @@
-//! The owner slot: one value that only the pool's owner thread takes without
-//! a lock or a read-modify-write atomic.
+//! The owner slot: one value that the pool's owner thread takes and returns
+//! without a lock or a read-modify-write atomic, and that any other thread
+//! can still take once it is idle (to reuse it, or for `trim`), through an
+//! asymmetric barrier.
 //!
-//! This is the only module of the crate with `unsafe` code that the pool's
-//! soundness rests on, so its protocol is spelled out here in full.
+//! This module and `mempool_policies`' `pocket.rs` are the two places whose
+//! `unsafe` code rests on a protocol between threads; `guard.rs` relies on
+//! this one. It is spelled out here in full.
 //!
 //! # Protocol
 //!
 //! The slot has an `owner` (a thread number from
-//! [`mempool_policies::thread_id`], or 0 while no thread has claimed it) and a
-//! `state`, one of `EMPTY`, `FULL` (both *idle*) or `IN_USE`.
+//! [`mempool_policies::thread_id`], or 0 while no thread has claimed it), a
+//! `state`, one of `EMPTY`, `FULL` (both *idle*) or `IN_USE`, and a steal
+//! word with the bits `FENCE` (fallback barrier mode, fixed at creation: see
+//! `mempool_policies`' `barrier.rs`), `STEALING` (a thief is in) and `TAKEN`
+//! (a thief took the value; `state` still says `FULL` until the owner thread
+//! notices).
 //!
 //! 1. `owner` goes from 0 to a thread number once, by compare-and-swap, and
 //!    never changes again. Thread numbers are never reused, so after the claim
 //!    exactly one thread, alive or not, is the owner.
-//! 2. Only the owner thread moves `state` out of an idle state (`FULL` or
-//!    `EMPTY`) into `IN_USE`, with a plain store. No other thread ever writes
-//!    an idle state over an idle state.
-//! 3. Whoever moved `state` to `IN_USE` holds a [`Ticket`]. The ticket, and
-//!    nothing else, gives access to the value; it ends with a store of `FULL`
-//!    (value kept: [`Ticket::release`]) or `EMPTY` (value moved out by
-//!    [`Ticket::take`], or dropped when the ticket is, as when a reset hook
-//!    panics), which may happen on another thread if the guard holding the
-//!    ticket was sent there.
-//! 4. While `state` is idle, only the owner thread touches the value (to fill
-//!    an `EMPTY` slot or to trim a `FULL` one), and it does so without leaving
-//!    the idle states, so rule 2 still holds.
+//! 2. Only the owner thread moves `state` out of an idle state into
+//!    `IN_USE`, with a plain store, and then, before it touches the value:
+//!    `barrier::light()`, a load of the steal word (`Acquire`; after a `SeqCst`
+//!    fence and a second load if it has `FENCE`). If the word has `STEALING`,
+//!    the owner puts the idle state back and gives up this attempt (it gets a
+//!    value elsewhere). If it has `TAKEN`, the value is gone: the owner stores
+//!    `EMPTY`, clears the word (no thief can enter while `TAKEN` is set) and
+//!    gives up. Else it holds a [`Ticket`].
+//! 3. The ticket, and nothing else, gives access to the value; it ends with a
+//!    store of `FULL` (value kept: [`Ticket::release`]) or `EMPTY` (value moved
+//!    out by [`Ticket::take`], or dropped when the ticket is, as when a reset
+//!    hook panics), `Release`, which may happen on another thread if the guard
+//!    holding the ticket was sent there.
+//! 4. A thief (any thread, the owner's own `trim` included) first sees
+//!    `state == FULL` (a hint), then moves the word from clean to `STEALING`
+//!    by compare-and-swap (`Acquire`; this fails while another thief is in or
+//!    `TAKEN` is set), then calls `barrier::heavy()`, then loads `state`
+//!    (`Acquire`). Only if it is `FULL` does it move the value out, and then
+//!    it stores the word with `TAKEN`; else it clears `STEALING`. Both stores
+//!    are `Release`. A thief never writes `state`.
 //!
-//! Rules 1 and 2 mean the load-then-store of the fast path cannot race with
-//! any other writer: no other thread writes `state` while it is idle, and while
-//! it is `IN_USE` the owner thread does not take the fast path. A ticket is
-//! therefore exclusive, and the `Release` store that ends it pairs with the
-//! `Acquire` load of the next owner `get`, so every write made through one
-//! ticket is visible to the holder of the next.
+//! # Why the value is never touched by two threads at once
 //!
-//! Why not a compare-and-swap on every `get`, as a simpler design would? A
-//! compare-and-swap is several times the cost of a load and a store, and the
-//! whole point of this slot is the nanosecond path. The price is that only the
-//! owner thread can ever take or drop this value: a `trim` from another
-//! thread cannot reach it, and if the owner thread exits, its idle value stays
-//! until the pool is dropped.
+//! Thieves exclude each other through the compare-and-swap. A thief and a
+//! ticket holder: the owner stores `IN_USE` then loads the steal word; the
+//! thief stores `STEALING` then loads `state`. By the barrier pair (see
+//! `barrier.rs`) either the owner sees `STEALING` (and gives up before
+//! touching the value), or the thief sees `IN_USE` or a later state. A later
+//! `FULL` is the `Release` store that ended a ticket, after which the value
+//! is idle and the thief's `Acquire` load makes every write to it visible; a
+//! later `EMPTY` means no value. If the owner gave up on `STEALING` after the
+//! thief had already seen the earlier `FULL` and taken the value, the owner
+//! finds `TAKEN` on its next attempt (the thief's `Release` and the owner's
+//! `Acquire` order the thief's read before any new write), and never uses
+//! the stale `FULL`. A value is moved out by exactly one of: a ticket's
+//! `take`, a ticket's drop, or a thief; `Drop` of the slot reads `state` and
+//! `TAKEN` together to know whether a value is there.
+//!
+//! So the owner's fast path stays two loads and a store, plus one load of a
+//! word that no thread writes while nobody steals, on the owner's own cache
+//! line; and an idle value is never stranded: `trim` on any thread drops it,
+//! and if the owner thread exits, other threads reuse it.
 //!
 //! `owner` and `state` sit on different cache lines: every `get` from every
 //! thread reads `owner`, which never changes after the claim, so its line stays
-//! shared in all caches; `state` and the value are written by the owner thread
-//! on each `get`, and only that thread reads them on the fast path.
+//! shared in all caches; `state`, the steal word and the value are written by
+//! the owner thread on each `get`, and only that thread reads them on the fast
+//! path.
 
 use crossbeam_utils::CachePadded;
+use mempool_policies::sync::barrier::{self, FENCE};
 use mempool_policies::sync::{AtomicU8, AtomicUsize, Ordering};
 use std::cell::UnsafeCell;
 use std::mem::{ManuallyDrop, MaybeUninit};
@@ -54,6 +79,11 @@ use std::ptr::NonNull;
 const EMPTY: u8 = 0;
 const FULL: u8 = 1;
 const IN_USE: u8 = 2;
+
+/// Steal-word bit: a thief is in.
+const STEALING: u8 = 2;
+/// Steal-word bit: a thief took the value.
+const TAKEN: u8 = 4;
 
 /// The fast slot of a pool. See the module docs for the protocol.
 pub(crate) struct OwnerSlot<T> {
@@ -68,10 +98,12 @@ pub(crate) struct OwnerSlot<T> {
 /// value through one pointer, wherever the value lives.
 #[repr(C)]
 struct Hot<T> {
-    /// Initialized exactly when `state` is `FULL`, or `IN_USE` with a live
-    /// ticket.
+    /// Initialized exactly when `state` is `FULL` without `TAKEN`, or
+    /// `IN_USE` with a live ticket.
     value: UnsafeCell<MaybeUninit<T>>,
     state: AtomicU8,
+    /// `FENCE | STEALING | TAKEN`.
+    word: AtomicU8,
 }
 
 // SAFETY: the slot hands its value to one ticket holder at a time (protocol
@@ -87,6 +119,7 @@ impl<T> OwnerSlot<T> {
             hot: CachePadded::new(Hot {
                 value: UnsafeCell::new(MaybeUninit::uninit()),
                 state: AtomicU8::new(EMPTY),
+                word: AtomicU8::new(barrier::initial_word()),
             }),
         }
     }
@@ -108,11 +141,41 @@ impl<T> OwnerSlot<T> {
             // Rule 2: only `caller` leaves an idle state, so nobody can have
             // changed `state` since the load. Relaxed: nothing is published.
             self.hot.state.store(IN_USE, Ordering::Relaxed);
-            return Some(Ticket {
-                hot: NonNull::from(&*self.hot),
-            });
+            barrier::light();
+            let word = self.hot.word.load(Ordering::Acquire);
+            if word == 0 || self.no_thief(word, FULL) {
+                return Some(Ticket {
+                    hot: NonNull::from(&*self.hot),
+                });
+            }
         }
         None
+    }
+
+    /// Rule 2 when the steal word is not 0, after `state` was moved from
+    /// `idle` to `IN_USE`: true if the value may be used; else `state` is
+    /// idle again (put back, or `EMPTY` if a thief took the value).
+    #[inline(never)]
+    fn no_thief(&self, word: u8, idle: u8) -> bool {
+        let mut word = word;
+        if word & FENCE != 0 {
+            barrier::light_fallback();
+            word = self.hot.word.load(Ordering::Acquire);
+        }
+        if word & TAKEN != 0 {
+            // The value is gone. No thief can enter while TAKEN is set, so
+            // the owner thread is the only writer of both.
+            self.hot.state.store(EMPTY, Ordering::Relaxed);
+            self.hot.word.store(word & FENCE, Ordering::Release);
+            return false;
+        }
+        if word & STEALING != 0 {
+            // Give up without touching the value: the thief may have seen
+            // the idle state and be taking it (then it sets TAKEN).
+            self.hot.state.store(idle, Ordering::Release);
+            return false;
+        }
+        true
     }
 
     /// Makes `caller` the owner if the slot has none. True if it did.
@@ -123,50 +186,87 @@ impl<T> OwnerSlot<T> {
     }
 
     /// Whether `caller` owns the slot and the slot is idle and empty, so that
-    /// `fill` would succeed.
+    /// `fill` would succeed unless a thief is in.
     pub(crate) fn is_empty_for(&self, caller: usize) -> bool {
         self.owner() == caller && self.hot.state.load(Ordering::Acquire) == EMPTY
     }
 
     /// The owner thread puts `value` in an empty slot and takes a ticket for
-    /// it. Gives the value back if `caller` is not the owner or the slot is
-    /// not empty.
+    /// it. Gives the value back if `caller` is not the owner, the slot is not
+    /// empty, or a thief is in.
     pub(crate) fn fill(&self, caller: usize, value: T) -> Result<Ticket<T>, T> {
         if !self.is_empty_for(caller) {
             return Err(value);
         }
         self.hot.state.store(IN_USE, Ordering::Relaxed);
+        barrier::light();
+        let word = self.hot.word.load(Ordering::Acquire);
+        if word != 0 && !self.no_thief(word, EMPTY) {
+            return Err(value);
+        }
         // SAFETY: the slot was EMPTY and `caller` is its owner, and we moved
-        // it to IN_USE (rule 2: nobody else could have changed it in between),
-        // so this thread is the only one that may touch the value, which is
-        // uninitialized: writing it leaks nothing.
+        // it to IN_USE and saw no thief (rule 2), so this thread is the only
+        // one that may touch the value, which is uninitialized: writing it
+        // leaks nothing.
         unsafe { (*self.hot.value.get()).write(value) };
         Ok(Ticket {
             hot: NonNull::from(&*self.hot),
         })
     }
 
-    /// The owner thread moves the idle value out, if there is one; on any
-    /// other thread, or if the value is in use, returns `None`.
-    pub(crate) fn trim(&self, caller: usize) -> Option<T> {
-        if self.owner() != caller || self.hot.state.load(Ordering::Acquire) != FULL {
+    /// Takes the idle value, from any thread (rule 4): for `trim`, or to
+    /// reuse it instead of creating. `None` if the slot holds no idle value,
+    /// another thief is in, or the owner is using it. Costs a heavy barrier
+    /// when the slot looks full.
+    pub(crate) fn steal(&self) -> Option<T> {
+        if self.hot.state.load(Ordering::Relaxed) != FULL {
             return None;
         }
-        // SAFETY: `caller` owns the slot and it is FULL: by rule 2 no other
-        // thread can take a ticket or touch the value, and this thread is busy
-        // here. The read leaves the value uninitialized, which EMPTY records.
-        let value = unsafe { (*self.hot.value.get()).assume_init_read() };
-        self.hot.state.store(EMPTY, Ordering::Release);
-        Some(value)
+        let clean = self.hot.word.load(Ordering::Relaxed) & FENCE;
+        if self
+            .hot
+            .word
+            .compare_exchange(
+                clean,
+                clean | STEALING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return None;
+        }
+        barrier::heavy();
+        let value = if self.hot.state.load(Ordering::Acquire) == FULL {
+            // SAFETY: we hold STEALING, issued the heavy barrier and then saw
+            // FULL: by rule 2 the owner will not use the value (it sees
+            // STEALING or TAKEN first), the Acquire load makes the last
+            // ticket's writes visible, and TAKEN was clear when we entered,
+            // so the value is initialized and ours alone to move out.
+            Some(unsafe { (*self.hot.value.get()).assume_init_read() })
+        } else {
+            None
+        };
+        let done = if value.is_some() {
+            clean | TAKEN
+        } else {
+            clean
+        };
+        self.hot.word.store(done, Ordering::Release);
+        value
     }
 
     /// Whether the slot holds an idle value (stale at once under concurrency).
     pub(crate) fn is_full(&self) -> bool {
         self.hot.state.load(Ordering::Relaxed) == FULL
+            && self.hot.word.load(Ordering::Relaxed) & TAKEN == 0
     }
 
     /// A word for `Debug` output.
     pub(crate) fn state_name(&self) -> &'static str {
+        if self.hot.word.load(Ordering::Relaxed) & TAKEN != 0 {
+            return "empty";
+        }
         match self.hot.state.load(Ordering::Relaxed) {
             FULL => "idle",
             IN_USE => "in use",
@@ -178,9 +278,9 @@ impl<T> OwnerSlot<T> {
 impl<T> Drop for OwnerSlot<T> {
     fn drop(&mut self) {
         // A load, not `get_mut`: loom's atomics have no `get_mut`.
-        if self.hot.state.load(Ordering::Relaxed) == FULL {
+        if self.is_full() {
             // SAFETY: `&mut self` means no ticket or other thread can use the
-            // slot, and FULL means the value is initialized.
+            // slot, and FULL without TAKEN means the value is initialized.
             unsafe { self.hot.value.get_mut().assume_init_drop() };
         }
         // IN_USE here means a guard was leaked with `mem::forget`: its value

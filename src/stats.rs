@@ -48,7 +48,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Guards handed out (`get` and `get_owned`).
     pub gets: u64,
-    /// Gets served by the owner slot without creating.
+    /// Gets served by the owner slot's value without creating: on the owner
+    /// thread, or by another thread that took the idle value over.
     pub owner_hits: u64,
     /// Gets served by a value reused from the spill.
     pub spill_hits: u64,
@@ -163,6 +164,8 @@ pub trait StatsLayer: sealed::Sealed {
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     SpillHit,
+    /// Another thread took the owner slot's idle value for a get.
+    OwnerStolen,
     Create,
     Prefill,
     Return,
@@ -222,6 +225,7 @@ struct OwnerCounts {
 
 #[derive(Default)]
 struct ThreadCounts {
+    owner_stolen: AtomicU64,
     spill_hits: AtomicU64,
     creates: AtomicU64,
     prefilled: AtomicU64,
@@ -237,6 +241,7 @@ impl ThreadCounts {
     fn counter(&self, event: Event) -> (&AtomicU64, u64) {
         match event {
             Event::SpillHit => (&self.spill_hits, 1),
+            Event::OwnerStolen => (&self.owner_stolen, 1),
             Event::Create => (&self.creates, 1),
             Event::Prefill => (&self.prefilled, 1),
             Event::Return => (&self.returns, 1),
@@ -249,6 +254,7 @@ impl ThreadCounts {
     }
 
     fn add_to(&self, s: &mut Stats) {
+        s.owner_hits += read(&self.owner_stolen);
         s.spill_hits += read(&self.spill_hits);
         s.creates += read(&self.creates);
         s.prefilled += read(&self.prefilled);

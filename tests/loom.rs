@@ -50,6 +50,9 @@ impl Value {
 
 impl Drop for Value {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            return; // a check already failed; a second panic would abort
+        }
         assert_eq!(
             self.holder.load(SeqCst),
             0,
@@ -166,7 +169,100 @@ fn trim_races_with_returns<S: Spill<Value> + Send + Sync + 'static>(make: fn() -
     });
 }
 
-/// The four models for one strategy.
+/// The owner takes its idle value on the fast path while another thread
+/// takes it over (the spill is empty, so that thread steals it rather than
+/// create): the value must go to one of them only.
+fn owner_take_vs_steal<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
+    loom::model(move || {
+        let (ledger, pool) = pool(make());
+        drop(pool.get()); // this thread owns the slot, which holds the value
+        let other = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.get().touch(1))
+        };
+        pool.get().touch(2);
+        other.join().unwrap();
+        settle(&ledger, pool);
+    });
+}
+
+/// Two threads race to take over the owner slot's idle value while its
+/// owner is away.
+fn steal_vs_steal<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
+    loom::model(move || {
+        let (ledger, pool) = pool(make());
+        let owner = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || drop(pool.get())) // owns the slot, then exits
+        };
+        owner.join().unwrap();
+        let thieves: Vec<_> = (1..=2)
+            .map(|n| {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || pool.get().touch(n))
+            })
+            .collect();
+        for thief in thieves {
+            thief.join().unwrap();
+        }
+        settle(&ledger, pool);
+    });
+}
+
+/// A thread that does not own the slot gets and returns (through its pocket,
+/// with `PerThread`) while the owner gets and returns and a third thread
+/// trims: nothing is handed out twice or lost.
+fn trim_vs_take_and_return<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
+    loom::model(move || {
+        let (ledger, pool) = pool(make());
+        drop(pool.get()); // this thread owns the slot
+        let worker = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                pool.get().touch(1); // made, then kept in the pocket
+                pool.get().touch(2); // from the pocket, unless trimmed
+            })
+        };
+        let trimmer = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                pool.trim();
+            })
+        };
+        pool.get().touch(3);
+        worker.join().unwrap();
+        trimmer.join().unwrap();
+        settle(&ledger, pool);
+    });
+}
+
+/// While the owner slot is in use, one thread gets and returns twice (its
+/// second get served by its pocket, with `PerThread`) and another thread,
+/// finding nothing idle of its own, takes values over from that pocket.
+fn pocket_take_vs_steal<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
+    loom::model(move || {
+        let (ledger, pool) = pool(make());
+        let held = pool.get(); // the owner slot stays in use: gets go to the spill
+        let worker = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                pool.get().touch(1);
+                pool.get().touch(2);
+            })
+        };
+        let thief = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.get().touch(3))
+        };
+        worker.join().unwrap();
+        thief.join().unwrap();
+        held.touch(4);
+        drop(held);
+        settle(&ledger, pool);
+    });
+}
+
+/// The eight models for one strategy.
 macro_rules! models {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -190,6 +286,26 @@ macro_rules! models {
             #[test]
             fn trim_races_with_returns() {
                 super::trim_races_with_returns($make);
+            }
+
+            #[test]
+            fn owner_take_vs_steal() {
+                super::owner_take_vs_steal($make);
+            }
+
+            #[test]
+            fn steal_vs_steal() {
+                super::steal_vs_steal($make);
+            }
+
+            #[test]
+            fn trim_vs_take_and_return() {
+                super::trim_vs_take_and_return($make);
+            }
+
+            #[test]
+            fn pocket_take_vs_steal() {
+                super::pocket_take_vs_steal($make);
             }
         }
     };

@@ -83,8 +83,8 @@ fn other_threads_reuse_spilled_values() {
     }
     assert_eq!(
         made.load(SeqCst),
-        2,
-        "one for the owner, one shared by the others"
+        1,
+        "the owner's idle value, reused by every other thread"
     );
 }
 
@@ -142,16 +142,20 @@ fn trim_on_the_owner_thread_drops_everything() {
 }
 
 #[test]
-fn trim_on_another_thread_leaves_the_owner_slot() {
-    let pool = Pool::new(Vec::<u8>::new);
-    drop((pool.get(), pool.get()));
-    assert_eq!(pool.idle(), 2);
-    let dropped = std::thread::scope(|s| s.spawn(|| pool.trim()).join().unwrap());
-    assert_eq!(
-        dropped, 1,
-        "only the spilled value is reachable from another thread"
-    );
-    assert_eq!(pool.idle(), 1);
+fn trim_on_another_thread_drops_the_owner_slots_value_too() {
+    for_each_spill!(|name, spill| {
+        let pool = Pool::builder().create(Vec::<u8>::new).spill(spill).build();
+        drop((pool.get(), pool.get()));
+        let held = pool.idle();
+        let dropped = std::thread::scope(|s| s.spawn(|| pool.trim()).join().unwrap());
+        assert_eq!(
+            dropped, held,
+            "{name}: every idle value, the owner slot's too"
+        );
+        assert_eq!(pool.idle(), 0, "{name}");
+        drop(pool.get());
+        assert_eq!(pool.idle(), 1, "{name}: the owner's fast path works again");
+    });
 }
 
 #[test]

@@ -204,12 +204,14 @@ fn sums_across_threads_after_join() {
             s.idle as u64 + s.discarded,
             "{name}: every value made is idle or dropped"
         );
-        let owner_idle = 1; // the owner thread's value is back in its slot
-        assert_eq!(
-            s.spilled,
-            s.spill_hits + (s.idle as u64 - owner_idle),
-            "{name}"
+        // Every idle value but the owner slot's (if it still holds one: a
+        // thread may have taken it over) came through the spill.
+        let in_spill = s.spilled - s.spill_hits;
+        assert!(
+            s.idle as u64 == in_spill || s.idle as u64 == in_spill + 1,
+            "{name}: {s}"
         );
+        check_invariants(&s);
     });
 }
 

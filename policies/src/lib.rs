@@ -27,12 +27,14 @@
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
 
-mod atomic_slot;
+#[doc(hidden)]
+pub mod barrier;
 mod bounded;
 mod lock_free;
 mod mutex;
 mod none;
 mod per_thread;
+mod pocket;
 mod reset;
 mod spill;
 #[doc(hidden)]

@@ -1,4 +1,5 @@
-use crate::atomic_slot::AtomicSlot;
+use crate::barrier;
+use crate::pocket::{Pocket, SLOTS};
 use crate::sync::{SegQueue, ThreadSlots};
 use crate::Spill;
 use crossbeam_utils::CachePadded;
@@ -9,26 +10,27 @@ use std::fmt;
 /// queue, and a thread whose pocket is empty takes from the overflow, then
 /// from another thread's pocket, before the pool creates a value.
 ///
-/// This is the fastest strategy under contention: while a thread holds at
-/// most two values at once (three on the owner thread, with the owner slot),
-/// a pop is one atomic swap and a push a plain load and store, on a line no
-/// other thread writes, so threads do not contend and do not share cache
-/// lines (the `thread_local` crate's `ThreadLocal<RefCell<T>>` packs
-/// neighbouring threads' values together and pays for false sharing).
+/// A thread takes from and returns to its own pocket with plain loads and
+/// stores: no lock, no read-modify-write atomic, no `SeqCst` fence, on a
+/// cache line no other thread writes. That is as cheap as the `thread_local`
+/// crate's `ThreadLocal<RefCell<T>>`, which never lets another thread touch
+/// a value and so keeps one per thread forever.
 ///
-/// Memory follows how many values are in use at once, not how many threads
-/// ever used the pool: a value is created only when the caller's pocket, the
-/// overflow and every other pocket are empty, and the pockets of exited
-/// threads go to threads that start later, values and all.
+/// Here other threads may still take idle values out of a pocket: to reuse
+/// them instead of creating, for [`trim`](Spill::trim), and when the pool is
+/// dropped. They do it through an asymmetric barrier (Linux's `membarrier`,
+/// a few hundred nanoseconds, or a `SeqCst` fence on both sides where that is
+/// missing): the pocket's own thread pays nothing for it. So memory follows
+/// how many values are in use at once, not how many threads ever used the
+/// pool: a value is created only when the caller's pocket, the overflow and
+/// every other pocket are empty, and the pockets of exited threads go to
+/// threads that start later, values and all.
 ///
-/// Why one swap and not none, as `ThreadLocal<RefCell<T>>` manages? Other
-/// threads may empty a pocket (to reuse an idle value, or in
-/// [`trim`](Spill::trim)), so taking a value out must be atomic. Putting one
-/// in need not be: only the pocket's own thread ever fills it.
-///
-/// A thread that is exiting (a guard kept in a `thread_local!` is returned by
-/// its destructor) may have given its pocket up already; its values then go
-/// to the overflow.
+/// A thread whose pocket keeps being robbed (it only returns values, as a
+/// consumer at the end of a pipeline does) sends its returns to the overflow
+/// instead, until it takes values itself again; and a thread that is
+/// exiting (a guard kept in a `thread_local!` is returned by its destructor)
+/// may have given its pocket up already: its values go to the overflow too.
 ///
 /// ```
 /// use mempool_policies::{PerThread, Spill};
@@ -49,43 +51,18 @@ use std::fmt;
 /// ```
 pub struct PerThread<T> {
     pockets: ThreadSlots<CachePadded<Pocket<T>>>,
-    /// Values returned to a full pocket, or by a thread without a pocket.
+    /// Values returned to a full or robbed pocket, or by a thread without a
+    /// pocket.
     overflow: SegQueue<Box<T>>,
 }
 
-/// A thread's idle values. Only that thread fills a slot; any thread may
-/// empty one.
-struct Pocket<T> {
-    slots: [AtomicSlot<T>; 2],
-}
-
-impl<T> Default for Pocket<T> {
-    fn default() -> Self {
-        Pocket {
-            slots: [AtomicSlot::new(), AtomicSlot::new()],
-        }
-    }
-}
-
-impl<T> Pocket<T> {
-    /// Takes a value, trying the slot filled last first (likely still in
-    /// cache). A load before each swap keeps a miss free of atomics' cost.
-    #[inline]
-    fn take(&self) -> Option<Box<T>> {
-        self.slots
-            .iter()
-            .rev()
-            .find_map(|slot| if slot.is_full() { slot.take() } else { None })
-    }
-
-    fn len(&self) -> usize {
-        self.slots.iter().filter(|slot| slot.is_full()).count()
-    }
-}
+/// How many pockets one steal announces itself to at most: each announced
+/// pocket's own thread leaves its fast path until the thief is done.
+const VICTIMS: usize = 4;
 
 impl<T> PerThread<T> {
-    /// A spill with no pockets yet (each thread's pocket is made the first
-    /// time the thread returns a value) and an empty overflow.
+    /// A spill with no pockets yet (pockets are made for threads as they
+    /// come) and an empty overflow.
     ///
     /// ```
     /// let spill = mempool_policies::PerThread::<Vec<u8>>::new();
@@ -101,10 +78,30 @@ impl<T> PerThread<T> {
     /// The own pocket was empty: take from the overflow, or from another
     /// thread's pocket.
     #[cold]
-    fn take_elsewhere(&self) -> Option<Box<T>> {
-        self.overflow
-            .pop()
-            .or_else(|| self.pockets.iter().find_map(|pocket| pocket.take()))
+    fn take_elsewhere(&self, own: Option<&Pocket<T>>) -> Option<Box<T>> {
+        if let Some(value) = self.overflow.pop() {
+            return Some(value);
+        }
+        let victims: Vec<&Pocket<T>> = self
+            .pockets
+            .iter()
+            .map(|pocket| &**pocket)
+            .filter(|pocket| !own.is_some_and(|own| std::ptr::eq(own, *pocket)))
+            .filter(|pocket| pocket.announce())
+            .take(VICTIMS)
+            .collect();
+        if victims.is_empty() {
+            return None;
+        }
+        barrier::heavy();
+        let mut taken = Vec::with_capacity(1);
+        for pocket in victims {
+            // Every announced pocket must be withdrawn from, even once we
+            // have our value.
+            let want = 1 - taken.len();
+            pocket.steal_announced(&mut taken, want, true);
+        }
+        taken.pop()
     }
 }
 
@@ -117,29 +114,24 @@ impl<T> Default for PerThread<T> {
 impl<T> Spill<T> for PerThread<T> {
     #[inline]
     fn pop(&self) -> Option<Box<T>> {
-        if let Some(value) = self.pockets.get().and_then(|pocket| pocket.take()) {
+        let own = self.pockets.get().map(|pocket| &**pocket);
+        if let Some(value) = own.and_then(Pocket::take_own) {
             return Some(value);
         }
-        self.take_elsewhere()
+        self.take_elsewhere(own)
     }
 
     #[inline]
     fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
         // No pocket: the thread is exiting and has given it up.
-        let Some(pocket) = self.pockets.get() else {
-            self.overflow.push(value);
-            return Ok(());
+        let refused = match self.pockets.get() {
+            Some(pocket) => match pocket.put_own(value) {
+                Ok(()) => return Ok(()),
+                Err(value) => value,
+            },
+            None => value,
         };
-        let [first, second] = &pocket.slots;
-        // Only this thread fills its pocket's slots, which is what
-        // `fill_if_empty` asks.
-        let Err(value) = first
-            .fill_if_empty(value)
-            .or_else(|value| second.fill_if_empty(value))
-        else {
-            return Ok(());
-        };
-        self.overflow.push(value);
+        self.overflow.push(refused);
         Ok(())
     }
 
@@ -156,18 +148,32 @@ impl<T> Spill<T> for PerThread<T> {
         let mut values: Vec<Box<T>> = (0..self.overflow.len())
             .map_while(|_| self.overflow.pop())
             .collect();
-        for pocket in self.pockets.iter() {
-            values.extend(std::iter::from_fn(|| pocket.take()).take(2));
+        // One heavy barrier for every pocket at once.
+        let announced: Vec<&Pocket<T>> = self
+            .pockets
+            .iter()
+            .map(|pocket| &**pocket)
+            .filter(|pocket| pocket.announce())
+            .collect();
+        if !announced.is_empty() {
+            barrier::heavy();
+            for pocket in announced {
+                pocket.steal_announced(&mut values, SLOTS, false);
+            }
         }
         values
     }
 }
 
 impl<T> Drop for PerThread<T> {
-    /// Drops the values out of the pockets and the overflow first, so that
+    /// Takes the values out of the pockets and the overflow first, so that
     /// one whose `Drop` panics does not stop the others from being dropped.
     fn drop(&mut self) {
-        drop(self.drain());
+        let mut values: Vec<Box<T>> = std::iter::from_fn(|| self.overflow.pop()).collect();
+        for pocket in self.pockets.iter_mut() {
+            pocket.take_all(&mut values);
+        }
+        drop(values);
     }
 }
 

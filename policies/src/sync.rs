@@ -15,18 +15,26 @@
 pub use self::model::*;
 #[cfg(not(loom))]
 pub use self::real::*;
+pub use crate::barrier;
 
 #[cfg(not(loom))]
 mod real {
     pub use crate::thread_slots::ThreadSlots;
     pub use crossbeam_queue::{ArrayQueue, SegQueue};
     pub use parking_lot::{Mutex, MutexGuard};
-    pub use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+    pub use std::sync::atomic::{
+        compiler_fence, fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering,
+    };
 }
 
 #[cfg(loom)]
 mod model {
-    pub use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+    pub use loom::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+    /// A compiler fence means nothing to loom, which runs the fallback
+    /// barrier (a `SeqCst` fence on both sides) anyway.
+    pub fn compiler_fence(_: Ordering) {}
+
     use std::collections::VecDeque;
 
     /// `parking_lot::Mutex`'s API over loom's.
@@ -137,6 +145,9 @@ mod model {
     impl<T> ThreadSlots<T> {
         pub fn iter(&self) -> std::slice::Iter<'_, T> {
             self.slots.iter()
+        }
+        pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+            self.slots.iter_mut()
         }
     }
 }

@@ -65,6 +65,14 @@ impl<T> ThreadSlots<T> {
             .filter_map(OnceLock::get)
             .flat_map(|bucket| bucket.iter())
     }
+
+    /// Every slot made so far, for an owner with exclusive access.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.buckets
+            .iter_mut()
+            .filter_map(OnceLock::get_mut)
+            .flat_map(|bucket| bucket.iter_mut())
+    }
 }
 
 impl<T: Default> ThreadSlots<T> {
