@@ -74,6 +74,9 @@
 //! handed out half-reset) and the pool stays usable.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
+// docs.rs builds with `--cfg docsrs` on nightly, where `doc_cfg` marks the
+// items that need a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
 mod export;
