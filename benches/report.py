@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Turns the latest `cargo bench --bench peers` results into a Markdown table
-(median time per cycle, and its ratio to this crate's default strategy) and an
-SVG plot of time per cycle against thread count.
+"""Turns the latest `cargo bench -p mempool-benches --bench peers` results
+into a Markdown table (median time per cycle, and its ratio to this crate's
+default strategy) and an SVG plot of time per cycle against thread count.
 
     python3 benches/report.py [target/criterion] [benches/contention.svg]
+
+Run it from the workspace root, where the benches' results land.
 
 Reads criterion's `<group>/<bench>/new/estimates.json` files; uses only the
 standard library, so it runs on a fresh machine.
@@ -117,7 +119,7 @@ def plot(path):
 if __name__ == "__main__":
     names = benches()
     if not names:
-        sys.exit(f"no results under {CRITERION}: run `cargo bench --bench peers` first")
+        sys.exit(f"no results under {CRITERION}: run `cargo bench -p mempool-benches --bench peers` first")
     print(table(names))
     plot(SVG)
     print(f"\nplot written to {SVG}", file=sys.stderr)

@@ -1,18 +1,24 @@
-//! A small multi-threaded workload, then its pool's stats as JSON and in the
-//! Prometheus text exposition format.
+//! A small multi-threaded workload, then its pool's stats as JSON and as a
+//! Prometheus scrape would see them.
 //!
-//! Run with `cargo run --example stats_export --features serde`.
+//! Run with `cargo run --example stats_export --features serde,prometheus`.
 
+use mempool::prometheus::PoolCollector;
 use mempool::{spill, Pool};
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 fn main() {
-    let pool = Pool::builder()
-        .create(|| Vec::<u8>::with_capacity(4096))
-        .reset(Vec::clear)
-        .spill(spill::Bounded::new(4))
-        .prefill(2)
-        .stats()
-        .build();
+    let pool = Arc::new(
+        Pool::builder()
+            .create(|| Vec::<u8>::with_capacity(4096))
+            .reset(Vec::clear)
+            .spill(spill::Bounded::new(4))
+            .prefill(2)
+            .stats()
+            .build(),
+    );
 
     std::thread::scope(|s| {
         for t in 0..4u8 {
@@ -37,5 +43,14 @@ fn main() {
         serde_json::to_string_pretty(&stats).expect("stats serialize")
     );
     println!();
-    print!("{}", stats.to_prometheus("request_buffers"));
+
+    // What a Prometheus scrape of this registry returns, in the classic text
+    // format (`examples/metrics_server.rs` serves it over HTTP).
+    let mut registry = Registry::default();
+    PoolCollector::new()
+        .add("request_buffers", &pool)
+        .register(&mut registry);
+    let mut text = String::new();
+    prometheus_text::encode(&mut text, &registry).expect("writing to a String");
+    print!("{text}");
 }

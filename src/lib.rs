@@ -72,14 +72,27 @@
 //! If `create` panics, the `get` that called it panics and the pool is left
 //! as it was. If `reset` panics, the value being returned is dropped (never
 //! handed out half-reset) and the pool stays usable.
+//!
+//! # Features
+//!
+//! Both off by default.
+//!
+//! - `serde`: [`Stats`] is `Serialize` and `Deserialize`.
+//! - `prometheus`: the `prometheus` module, whose `PoolCollector` exports
+//!   pools' stats to a `prometheus-client` registry, read at scrape time.
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations)]
+// docs.rs builds with `--cfg docsrs` on nightly, where `doc_cfg` marks the
+// items that need a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
-mod export;
 mod guard;
 mod owner;
 mod pool;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod prometheus;
 mod stats;
 
 pub use crate::builder::{NoCreate, PoolBuilder};
@@ -103,7 +116,8 @@ pub mod spill {
 /// ```
 pub type DefaultSpill<T> = spill::PerThread<T>;
 
-/// The README's Rust blocks run as doc tests, so the README stays true.
-#[cfg(doctest)]
+/// The README's Rust blocks run as doc tests, so the README stays true. Its
+/// Prometheus example needs that feature; CI runs them with all features.
+#[cfg(all(doctest, feature = "prometheus"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

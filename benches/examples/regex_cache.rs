@@ -9,9 +9,10 @@
 //! - `thread_local`: a `ThreadLocal<RefCell<Cache>>`;
 //! - `mempool/<strategy>`: this crate, each spill strategy.
 //!
-//! Run with `cargo run --release --example regex_cache`. Each cell is the
-//! median of five runs, each with a fresh regex and fresh pools (so the first
-//! thread to search becomes the owner, as it would in a program).
+//! Run with `cargo run --release -p mempool-benches --example regex_cache`.
+//! Each cell is the median of five runs, each with a fresh regex and fresh
+//! pools (so the first thread to search becomes the owner, as it would in a
+//! program).
 
 use mempool::{spill, Pool, Spill};
 use regex_automata::meta::{Cache, Regex};

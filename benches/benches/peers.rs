@@ -12,8 +12,9 @@
 //! server's worker pool, so one of them stays the pool's owner from sample to
 //! sample.
 //!
-//! `cargo bench --bench peers` runs everything in about 3 minutes; a filter
-//! runs one group, e.g. `cargo bench --bench peers -- threads/4`.
+//! `cargo bench -p mempool-benches --bench peers` runs everything in about 3
+//! minutes; a filter runs one group, e.g.
+//! `cargo bench -p mempool-benches --bench peers -- threads/4`.
 
 // The by-hand peers hold `Box<Vec<u8>>` on purpose: pools box their values
 // (so a move in or out is a pointer copy whatever the type), and the peer

@@ -11,7 +11,7 @@
 //! shared loop shape, where how the optimiser happens to lay out the code
 //! moved results by 0.3 ns (20%) between runs of the same source.
 //!
-//! `cargo bench --bench single_thread`
+//! `cargo bench -p mempool-benches --bench single_thread`
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::cell::RefCell;
