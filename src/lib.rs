@@ -3,9 +3,10 @@
 //! Make an expensive value once (a buffer, a parser's or regex's scratch
 //! space, per-request state) and reuse it on every call. The first thread to
 //! use a pool becomes its *owner* and gets its value back through a slot that
-//! takes no lock and no read-modify-write atomic: a thread-local read, two
+//! takes no lock and no read-modify-write atomic: a thread-local read, three
 //! atomic loads and one store. Other threads are served by a *spill strategy*
-//! of your choice, which decides how idle values are kept and how many.
+//! of your choice, which decides how idle values are kept and how many; the
+//! default gives every thread a pocket of its own with the same kind of path.
 //!
 //! ```
 //! use mempool::{spill, Pool, PoolGuard};
@@ -42,8 +43,9 @@
 //! - [`spill::PerThread`] (the default): each thread keeps up to two idle
 //!   values in a pocket on its own cache line, and more in a shared
 //!   lock-free overflow; a thread whose pocket is empty takes from the
-//!   overflow, then from another thread's pocket, before creating. A get is
-//!   one atomic swap; memory follows how many values are in use at once.
+//!   overflow, then from another thread's pocket, before creating. A get
+//!   from the own pocket is plain loads and stores (no read-modify-write, no
+//!   fence); memory follows how many values are in use at once.
 //! - [`spill::Mutex`]: per-thread shards of `parking_lot` locks around
 //!   unbounded stacks.
 //! - [`spill::LockFree`]: one shared lock-free queue; no thread ever waits.
@@ -59,13 +61,20 @@
 //! a pool exists to move values between threads. For values that are not,
 //! one thread's `Vec` of spares does the job.
 //!
-//! # The owner slot's trade-off
+//! # Fast paths that other threads can still reach
 //!
-//! The owner's fast path is a plain load and store, so nothing guards the
-//! slot against another thread: only the owner thread ever takes its value.
-//! Two things follow. [`Pool::trim`] on another thread cannot drop the owner
-//! slot's idle value. And if the owner thread exits, its idle value stays in
-//! the slot until the pool is dropped (one value, not one per thread).
+//! The owner slot and the default strategy's pockets are taken and refilled
+//! by their own thread with plain loads and stores. Other threads still take
+//! idle values out of them (to reuse a value instead of creating one, in
+//! [`Pool::trim`], and when the pool is dropped) through an *asymmetric
+//! barrier*: the thief announces itself and then forces a memory barrier on
+//! every running thread of the process (Linux's `membarrier`, a few hundred
+//! nanoseconds), while the slot's own thread needs only a compiler fence.
+//! Where `membarrier` is missing (other systems, old kernels, seccomp), both
+//! sides use a `SeqCst` fence instead, chosen once per process; set
+//! `MEMPOOL_BARRIER=fence` to force that. So `trim` on any thread empties
+//! the pool, and when the owner thread exits, its idle value goes to the
+//! threads that come after it.
 //!
 //! # Panics in hooks
 //!

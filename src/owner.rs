@@ -102,8 +102,22 @@ struct Hot<T> {
     /// `IN_USE` with a live ticket.
     value: UnsafeCell<MaybeUninit<T>>,
     state: AtomicU8,
-    /// `FENCE | STEALING | TAKEN`.
-    word: AtomicU8,
+    /// `FENCE | STEALING | TAKEN`. In an 8-byte word of its own: the owner
+    /// stores `state` and at once loads this, and with both in one word the
+    /// CPU may hold the load until the store drains.
+    word: Apart<AtomicU8>,
+}
+
+/// Aligns its content to 8 bytes, so that it shares no 8-byte word with the
+/// field before it.
+#[repr(align(8))]
+struct Apart<T>(T);
+
+impl<T> std::ops::Deref for Apart<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 // SAFETY: the slot hands its value to one ticket holder at a time (protocol
@@ -119,7 +133,7 @@ impl<T> OwnerSlot<T> {
             hot: CachePadded::new(Hot {
                 value: UnsafeCell::new(MaybeUninit::uninit()),
                 state: AtomicU8::new(EMPTY),
-                word: AtomicU8::new(barrier::initial_word()),
+                word: Apart(AtomicU8::new(barrier::initial_word())),
             }),
         }
     }

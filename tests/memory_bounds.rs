@@ -182,3 +182,32 @@ fn pipelines_make_no_more_than_the_values_in_flight() {
         check("Bounded", pairs, spill::Bounded::new(18 * pairs + 8));
     }
 }
+
+/// The owner thread exits with its value idle in the owner slot: the
+/// threads after it take that value over instead of creating, with every
+/// strategy (the owner slot is reached through the asymmetric barrier, not
+/// through the spill). Before, the value was stranded until the pool was
+/// dropped, and the first later thread made a second one.
+#[test]
+fn a_gone_owners_idle_value_is_reused() {
+    for_each_spill!(|name, spill| {
+        let (made, pool) = counting(spill);
+        std::thread::scope(|s| {
+            s.spawn(|| pool.get().push(1)); // the owner, gone after this
+        });
+        for _ in 0..10 {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        pool.get().push(1);
+                    }
+                });
+            });
+        }
+        let made = made.load(SeqCst);
+        // `None` keeps nothing beyond the owner slot: each later thread
+        // takes the value over and drops it when it returns it.
+        let expected = if name == "None" { 1 + 10 * 100 - 1 } else { 1 };
+        assert_eq!(made, expected, "{name}: values made");
+    });
+}

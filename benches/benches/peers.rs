@@ -274,6 +274,31 @@ enum Shape {
     Single,
     Nested,
     Threads(usize),
+    /// `n` threads spawned fresh for every sample, on a pool whose first
+    /// user (its owner) has exited: what a server that spawns a thread per
+    /// task sees, and the case the owner slot alone cannot serve.
+    Fresh(usize),
+}
+
+/// `iters` cycles in all over `n` newly spawned threads; wall time from a
+/// start signal (after every thread is up) until the last is done.
+fn fresh_threads<P: Contender>(pool: &P, n: usize, iters: u64) -> Duration {
+    let per = iters.div_ceil(n as u64).max(1);
+    let start = Barrier::new(n + 1);
+    let done = Barrier::new(n + 1);
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| {
+                start.wait();
+                repeat(pool, per, false);
+                done.wait();
+            });
+        }
+        start.wait();
+        let t = Instant::now();
+        done.wait();
+        t.elapsed().mul_f64(iters as f64 / (per * n as u64) as f64)
+    })
 }
 
 fn measure<P: Contender>(
@@ -296,6 +321,15 @@ fn measure<P: Contender>(
                 })
             });
         }
+        Shape::Fresh(n) => {
+            // The first user becomes the owner, and leaves.
+            std::thread::scope(|s| {
+                s.spawn(|| pool.cycle());
+            });
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| fresh_threads(&pool, n, iters))
+            });
+        }
         Shape::Threads(n) => {
             let crew = Crew::new(n);
             std::thread::scope(|s| {
@@ -315,6 +349,29 @@ fn ours<S: mempool::Spill<Vec<u8>> + Sync>(spill: S) -> impl Contender {
         .reset(Vec::clear)
         .spill(spill)
         .build()
+}
+
+/// The fresh-thread groups compare the default pool with the peers built for
+/// per-thread values.
+fn per_thread_peers(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape) {
+    measure(
+        group,
+        "mempool/PerThread",
+        shape,
+        ours(spill::PerThread::default()),
+    );
+    measure(
+        group,
+        "thread_local",
+        shape,
+        thread_local::ThreadLocal::<RefCell<Vec<u8>>>::new(),
+    );
+    measure(
+        group,
+        "regex-automata",
+        shape,
+        regex_automata::util::pool::Pool::new(new_vec as fn() -> Vec<u8>),
+    );
 }
 
 fn all(group: &mut BenchmarkGroup<'_, WallTime>, shape: Shape) {
@@ -408,6 +465,12 @@ fn peers(c: &mut Criterion) {
         let mut group = c.benchmark_group(name);
         group.sample_size(20);
         all(&mut group, shape);
+        group.finish();
+    }
+    for n in [1, 2, 4, 8] {
+        let mut group = c.benchmark_group(format!("fresh/{n}"));
+        group.sample_size(20);
+        per_thread_peers(&mut group, Shape::Fresh(n));
         group.finish();
     }
 }

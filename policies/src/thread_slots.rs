@@ -29,12 +29,25 @@
 //! index needs that destructor registered: `LocalKey::try_with` does it, and
 //! says `Err` (never panics) if the thread is too far into its exit.
 //!
-//! Only safe code: the buckets are `OnceLock`s.
+//! # The per-thread cache
+//!
+//! Finding a slot from the index costs a dozen instructions (bucket
+//! arithmetic, the bucket's `OnceLock`, a bounds check), paid twice per get
+//! and return on a hot path that is a few dozen instructions long. So each
+//! thread keeps a small direct-mapped cache, in a `const` thread-local with no
+//! destructor: for a few `ThreadSlots` it used last, the `ThreadSlots`' id and
+//! a pointer to this thread's slot in it. A hit is two thread-local loads and
+//! a compare. Ids come from a global counter and are never reused, so a
+//! matching id means the `ThreadSlots` is `self`, alive, and its buckets
+//! (which never move or shrink while it lives) still hold the slot. The
+//! cache is emptied when the thread gives its index back, before any other
+//! thread can receive that index. This is the module's one `unsafe` block.
 
 use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// Slots in the first bucket; bucket `k` holds `FIRST << k`.
@@ -46,13 +59,17 @@ const BUCKETS: usize = 24;
 /// One `T` per thread alive, made with `T::default()` when its bucket is
 /// first needed.
 pub struct ThreadSlots<T> {
+    /// Unique in the process, never 0: the per-thread cache's tag.
+    id: usize,
     buckets: [OnceLock<Box<[T]>>; BUCKETS],
 }
 
 impl<T> ThreadSlots<T> {
     /// No slots yet: buckets are made on first use.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
         ThreadSlots {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             buckets: [const { OnceLock::new() }; BUCKETS],
         }
     }
@@ -79,9 +96,27 @@ impl<T: Default> ThreadSlots<T> {
     /// The calling thread's slot, or `None` if the thread has no index: it is
     /// exiting and has given its index back, or (beyond about 134 million
     /// threads alive at once) there is no room.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self) -> Option<&T> {
-        self.at(indices::current()?)
+        let (tag, slot) = cache::lookup(self.id);
+        if tag == self.id {
+            // SAFETY: the cache entry was written by `get_slow` on this
+            // thread for the ThreadSlots with this id, which is `self` (ids
+            // are never reused), and it points to this thread's slot in one
+            // of `self`'s buckets; buckets are never freed or moved while
+            // `self` lives, and the entry is cleared before this thread's
+            // index can pass to another thread. So the pointer is valid for
+            // as long as `&self`, and the slot is this thread's.
+            return Some(unsafe { &*slot.cast::<T>() });
+        }
+        self.get_slow()
+    }
+
+    #[inline(never)]
+    fn get_slow(&self) -> Option<&T> {
+        let slot = self.at(indices::current()?)?;
+        cache::store(self.id, (slot as *const T).cast());
+        Some(slot)
     }
 
     /// The slot of index `i`, made if its bucket is not there yet; `None` if
@@ -161,6 +196,8 @@ mod indices {
 
     impl Drop for Release {
         fn drop(&mut self) {
+            // Before the index can pass to another thread.
+            super::cache::clear();
             let i = INDEX.with(|cell| cell.replace(GONE));
             if i < GONE {
                 free_list().returned.push(Reverse(i));
@@ -200,6 +237,39 @@ mod indices {
         };
         INDEX.with(|cell| cell.set(i));
         Some(i)
+    }
+}
+
+/// The per-thread cache (see the module docs): `WAYS` entries of (id, slot),
+/// the entry for an id at `id % WAYS`.
+mod cache {
+    use std::cell::Cell;
+    use std::ptr;
+
+    const WAYS: usize = 4;
+
+    type Entry = Cell<(usize, *const ())>;
+
+    thread_local! {
+        /// No destructor: readable at any point of the thread's life.
+        static ENTRIES: [Entry; WAYS] = const { [const { Cell::new((0, ptr::null())) }; WAYS] };
+    }
+
+    #[inline(always)]
+    pub(super) fn lookup(id: usize) -> (usize, *const ()) {
+        ENTRIES.with(|entries| entries[id % WAYS].get())
+    }
+
+    pub(super) fn store(id: usize, slot: *const ()) {
+        ENTRIES.with(|entries| entries[id % WAYS].set((id, slot)));
+    }
+
+    pub(super) fn clear() {
+        ENTRIES.with(|entries| {
+            for entry in entries {
+                entry.set((0, ptr::null()));
+            }
+        });
     }
 }
 
