@@ -6,6 +6,7 @@
 //! setters only fill fields of fixed types. The one thing it would give us,
 //! "`build` only once `create` is set", is the `NoCreate` typestate below.
 
+use crate::retain::{RetainAll, RetainHook};
 use crate::stats::{NoStats, StatsCounters, StatsLayer};
 use crate::{DefaultSpill, NoReset, Pool, Reset, Spill};
 use std::fmt;
@@ -23,7 +24,8 @@ pub struct NoCreate;
 
 /// Builds a [`Pool`]; made by [`Pool::builder`].
 ///
-/// `create` is required; `reset`, `spill`, `stats` and `prefill` are optional.
+/// `create` is required; `reset`, `retain`, `spill`, `stats` and `prefill` are
+/// optional.
 ///
 /// ```
 /// use mempool::{spill, Pool};
@@ -38,11 +40,19 @@ pub struct NoCreate;
 /// assert_eq!(pool.idle(), 4);
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct PoolBuilder<T, C = NoCreate, R = NoReset, S = DefaultSpill<T>, M = NoStats> {
+pub struct PoolBuilder<
+    T,
+    C = NoCreate,
+    R = NoReset,
+    S = DefaultSpill<T>,
+    M = NoStats,
+    K = RetainAll,
+> {
     create: C,
     reset: R,
     spill: S,
     stats: M,
+    retain: K,
     prefill: usize,
     value: PhantomData<fn() -> T>,
 }
@@ -61,25 +71,27 @@ impl<T: Send> Pool<T> {
             reset: NoReset,
             spill: DefaultSpill::default(),
             stats: NoStats,
+            retain: RetainAll,
             prefill: 0,
             value: PhantomData,
         }
     }
 }
 
-impl<T, C, R, S, M> PoolBuilder<T, C, R, S, M> {
+impl<T, C, R, S, M, K> PoolBuilder<T, C, R, S, M, K> {
     /// The hook that makes a new value when the pool has none to reuse.
     ///
     /// ```
     /// let pool = mempool::Pool::builder().create(|| 41 + 1).build();
     /// assert_eq!(*pool.get(), 42);
     /// ```
-    pub fn create<F: Fn() -> T>(self, create: F) -> PoolBuilder<T, F, R, S, M> {
+    pub fn create<F: Fn() -> T>(self, create: F) -> PoolBuilder<T, F, R, S, M, K> {
         PoolBuilder {
             create,
             reset: self.reset,
             spill: self.spill,
             stats: self.stats,
+            retain: self.retain,
             prefill: self.prefill,
             value: PhantomData,
         }
@@ -94,12 +106,13 @@ impl<T, C, R, S, M> PoolBuilder<T, C, R, S, M> {
     /// pool.get().push('x');
     /// assert!(pool.get().is_empty());
     /// ```
-    pub fn reset<F: Reset<T>>(self, reset: F) -> PoolBuilder<T, C, F, S, M> {
+    pub fn reset<F: Reset<T>>(self, reset: F) -> PoolBuilder<T, C, F, S, M, K> {
         PoolBuilder {
             create: self.create,
             reset,
             spill: self.spill,
             stats: self.stats,
+            retain: self.retain,
             prefill: self.prefill,
             value: PhantomData,
         }
@@ -116,12 +129,13 @@ impl<T, C, R, S, M> PoolBuilder<T, C, R, S, M> {
     /// drop((pool.get(), pool.get()));
     /// assert_eq!(pool.idle(), 2);
     /// ```
-    pub fn spill<P: Spill<T>>(self, spill: P) -> PoolBuilder<T, C, R, P, M> {
+    pub fn spill<P: Spill<T>>(self, spill: P) -> PoolBuilder<T, C, R, P, M, K> {
         PoolBuilder {
             create: self.create,
             reset: self.reset,
             spill,
             stats: self.stats,
+            retain: self.retain,
             prefill: self.prefill,
             value: PhantomData,
         }
@@ -134,12 +148,44 @@ impl<T, C, R, S, M> PoolBuilder<T, C, R, S, M> {
     /// drop(pool.get());
     /// assert_eq!(pool.stats().unwrap().gets, 1);
     /// ```
-    pub fn stats(self) -> PoolBuilder<T, C, R, S, StatsCounters> {
+    pub fn stats(self) -> PoolBuilder<T, C, R, S, StatsCounters, K> {
         PoolBuilder {
             create: self.create,
             reset: self.reset,
             spill: self.spill,
             stats: StatsCounters::default(),
+            retain: self.retain,
+            prefill: self.prefill,
+            value: PhantomData,
+        }
+    }
+
+    /// A check run on every returned value after `reset`: a value for which
+    /// it returns `false` is dropped instead of kept (counted in the stats as
+    /// `rejected`), whether it came from the owner slot, the spill or `put`.
+    /// For a buffer that grew too large, say. Without one, every value is
+    /// kept, at no cost. May be called before or after `reset`.
+    ///
+    /// If it panics, the value is dropped, as when `reset` panics.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::builder()
+    ///     .create(Vec::<u8>::new)
+    ///     .reset(Vec::clear)
+    ///     .retain(|v: &Vec<u8>| v.capacity() <= 1 << 20)
+    ///     .build();
+    /// pool.get().reserve(2 << 20); // grows past the limit
+    /// assert_eq!(pool.idle(), 0); // dropped on return
+    /// pool.get().reserve(1024);
+    /// assert_eq!(pool.idle(), 1); // kept
+    /// ```
+    pub fn retain<F: Fn(&T) -> bool>(self, retain: F) -> PoolBuilder<T, C, R, S, M, F> {
+        PoolBuilder {
+            create: self.create,
+            reset: self.reset,
+            spill: self.spill,
+            stats: self.stats,
+            retain,
             prefill: self.prefill,
             value: PhantomData,
         }
@@ -158,12 +204,13 @@ impl<T, C, R, S, M> PoolBuilder<T, C, R, S, M> {
     }
 }
 
-impl<T, C, R, S, M> PoolBuilder<T, C, R, S, M>
+impl<T, C, R, S, M, K> PoolBuilder<T, C, R, S, M, K>
 where
     C: Fn() -> T,
     R: Reset<T>,
     S: Spill<T>,
     M: StatsLayer,
+    K: RetainHook<T>,
 {
     /// The pool.
     ///
@@ -175,14 +222,15 @@ where
     /// let pool = mempool::Pool::builder().create(|| 0u8).build();
     /// assert_eq!(*pool.get(), 0);
     /// ```
-    pub fn build(self) -> Pool<T, C, R, S, M> {
-        let pool = Pool::from_parts(self.create, self.reset, self.spill, self.stats);
+    pub fn build(self) -> Pool<T, C, K::With<R>, S, M> {
+        let reset = self.retain.with(self.reset);
+        let pool = Pool::from_parts(self.create, reset, self.spill, self.stats);
         pool.prefill(self.prefill);
         pool
     }
 }
 
-impl<T, C, R, S: fmt::Debug, M: fmt::Debug> fmt::Debug for PoolBuilder<T, C, R, S, M> {
+impl<T, C, R, S: fmt::Debug, M: fmt::Debug, K> fmt::Debug for PoolBuilder<T, C, R, S, M, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBuilder")
             .field("spill", &self.spill)

@@ -29,7 +29,7 @@ impl<T> Held<T> {
         }
     }
 
-    fn into_inner(self) -> T {
+    pub(crate) fn into_inner(self) -> T {
         match self {
             Held::Owner(ticket) => ticket.take(),
             Held::Spilled(value) => *value,

@@ -102,11 +102,13 @@ mod pool;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
+mod retain;
 mod stats;
 
 pub use crate::builder::{NoCreate, PoolBuilder};
 pub use crate::guard::{OwnedPoolGuard, PoolGuard};
 pub use crate::pool::Pool;
+pub use crate::retain::{RetainAll, RetainHook, Retaining};
 pub use crate::stats::{NoStats, Stats, StatsCounters, StatsLayer};
 pub use mempool_policies::{NoReset, Reset, Spill};
 

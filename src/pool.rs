@@ -3,6 +3,7 @@ use crate::owner::OwnerSlot;
 use crate::stats::{Event, NoStats, Stats, StatsLayer};
 use crate::{DefaultSpill, NoReset, Reset, Spill};
 use mempool_policies::thread_id;
+use mempool_policies::LockFree;
 use std::fmt;
 use std::sync::Arc;
 
@@ -44,6 +45,9 @@ pub struct Pool<T, C = fn() -> T, R = NoReset, S = DefaultSpill<T>, M = NoStats>
     reset: R,
     spill: S,
     stats: M,
+    /// Values that were idle at the last `decay`: reused when the spill has
+    /// none, dropped by the next `decay` if still here (Go's victim cache).
+    victims: LockFree<T>,
 }
 
 impl<T: Send, C: Fn() -> T> Pool<T, C> {
@@ -67,6 +71,7 @@ impl<T, C, R, S, M> Pool<T, C, R, S, M> {
             reset,
             spill,
             stats,
+            victims: LockFree::new(),
         }
     }
 }
@@ -192,22 +197,36 @@ where
                 self.stats.count(Event::SpillHit);
                 value
             }
-            None => self.steal_or_create(),
+            None => self.reuse_elsewhere_or_create(),
         }
     }
 
-    /// The spill had nothing: take the owner slot's idle value if there is
-    /// one (its owner thread may have exited, or be busy elsewhere), else
-    /// create. Costs a heavy barrier when the slot looks full.
     #[cold]
-    fn steal_or_create(&self) -> Box<T> {
-        match self.owner.steal() {
-            Some(value) => {
-                self.stats.count(Event::OwnerStolen);
-                Box::new(value)
-            }
-            None => Box::new(self.create()),
+    fn reuse_elsewhere_or_create(&self) -> Box<T> {
+        self.reuse_elsewhere()
+            .unwrap_or_else(|| Box::new(self.create()))
+    }
+
+    /// An idle value from anywhere but the owner's fast path: the spill, the
+    /// values the last `decay` set aside, or the owner slot (whose owner may
+    /// have exited; a heavy barrier when it looks full).
+    fn reuse(&self) -> Option<Box<T>> {
+        if let Some(value) = self.spill.pop() {
+            self.stats.count(Event::SpillHit);
+            return Some(value);
         }
+        self.reuse_elsewhere()
+    }
+
+    #[cold]
+    fn reuse_elsewhere(&self) -> Option<Box<T>> {
+        if let Some(value) = self.victims.pop() {
+            self.stats.count(Event::SpillHit);
+            return Some(value);
+        }
+        let value = self.owner.steal()?;
+        self.stats.count(Event::OwnerStolen);
+        Some(Box::new(value))
     }
 
     #[inline]
@@ -221,14 +240,19 @@ where
     ///
     /// The reset comes first, wherever the value lives, so that the user's
     /// last writes and the reset's sit side by side (the optimiser merges
-    /// them). If it panics, unwinding drops `held`: a boxed value is freed,
-    /// and an owner ticket drops its value and leaves the slot empty; the
-    /// stats count it as returned and discarded.
+    /// them); then `retain`, which may refuse the value. If either panics,
+    /// unwinding drops `held`: a boxed value is freed, and an owner ticket
+    /// drops its value and leaves the slot empty; the stats count it as
+    /// returned and discarded.
     #[inline]
     pub(crate) fn give_back(&self, mut held: Held<T>) {
         let counted = CountIfResetPanics(&self.stats);
         self.reset.reset(held.get_mut());
+        let keep = self.reset.retain(held.get());
         std::mem::forget(counted);
+        if !keep {
+            return self.reject(held);
+        }
         match held {
             Held::Owner(ticket) => {
                 // Counted while the ticket is held: one writer at a time.
@@ -237,6 +261,15 @@ where
             }
             Held::Spilled(value) => self.give_back_spilled(value),
         }
+    }
+
+    /// `retain` said no: drop the value (an owner slot's leaves it empty).
+    #[cold]
+    #[inline(never)]
+    fn reject(&self, held: Held<T>) {
+        self.stats.count(Event::Return);
+        self.stats.count(Event::Rejected);
+        drop(held.into_inner());
     }
 
     /// Counts a return of a value that is not the owner slot's, and offers
@@ -310,7 +343,7 @@ where
     /// assert_eq!(pool.idle(), 1);
     /// ```
     pub fn idle(&self) -> usize {
-        usize::from(self.owner.is_full()) + self.spill.len()
+        usize::from(self.owner.is_full()) + self.spill.len() + self.victims.len()
     }
 
     /// Drops every idle value the pool holds, the owner slot's included, and
@@ -335,13 +368,78 @@ where
         // Take every value out first and drop them after: a value's `Drop`
         // may use this pool, and a panicking one must not keep the others
         // alive or the count unrecorded.
-        let values = self.spill.drain();
+        let mut values = self.spill.drain();
+        values.extend(self.victims.drain());
         let own = self.owner.steal();
         let dropped = values.len() + usize::from(own.is_some());
         self.stats.count(Event::Trimmed(dropped));
         // If a value's `Drop` panics, `own` is still dropped by the unwind.
         drop(values);
         drop(own);
+        dropped
+    }
+
+    /// An idle value in a guard, or `None` if the pool has none; never calls
+    /// `create`. The same guard as [`get`](Pool::get)'s.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::new(Vec::<u8>::new);
+    /// assert!(pool.try_get().is_none()); // nothing idle, nothing made
+    /// drop(pool.get());
+    /// assert!(pool.try_get().is_some());
+    /// ```
+    pub fn try_get(&self) -> Option<PoolGuard<'_, T, C, R, S, M>> {
+        if let Some(ticket) = self.owner.take_ticket(thread_id::cached()) {
+            self.stats.owner_hit();
+            return Some(PoolGuard::new(self, Held::Owner(ticket)));
+        }
+        let value = self.reuse()?;
+        // As `get` does: the owner thread refills its empty slot, and the
+        // first taker of an unclaimed slot claims it.
+        let caller = thread_id::current();
+        let owner = self.owner.owner();
+        let held = if (owner == 0 && self.owner.claim(caller)) || owner == caller {
+            self.fill_owner_slot(caller, *value)
+        } else {
+            Held::Spilled(value)
+        };
+        Some(PoolGuard::new(self, held))
+    }
+
+    /// Drops the values that have sat idle since the previous `decay`, and
+    /// sets aside the ones idle now, to be dropped by the next call unless a
+    /// get takes them first; returns how many it dropped (the first call
+    /// drops none). Go's victim cache, run by you instead of a garbage
+    /// collector: call it from a timer, and memory goes back to what the
+    /// values in use need after a burst.
+    ///
+    /// Reaches every strategy, every thread's pocket and the owner slot, from
+    /// any thread, through the same asymmetric barrier as [`trim`](Pool::trim).
+    /// Values set aside stay idle and reusable: a get finds them when the
+    /// spill has none.
+    ///
+    /// ```
+    /// let pool = mempool::Pool::builder().create(Vec::<u8>::new).stats().build();
+    /// drop((pool.get(), pool.get(), pool.get())); // a burst: three idle
+    /// assert_eq!(pool.decay(), 0);                // set aside
+    /// drop(pool.get());                           // one is used again
+    /// assert_eq!(pool.decay(), 2);                // the other two were idle since
+    /// assert_eq!(pool.idle(), 1);
+    /// assert_eq!(pool.stats().unwrap().decayed, 2);
+    /// ```
+    pub fn decay(&self) -> usize {
+        // Take both batches out first; drop after: a value's `Drop` may use
+        // this pool, and a panicking one must not keep the others alive.
+        let stale = self.victims.drain();
+        let mut idle = self.spill.drain();
+        idle.extend(self.owner.steal().map(Box::new));
+        for value in idle {
+            // An unbounded queue: never refuses.
+            let _ = self.victims.push(value);
+        }
+        let dropped = stale.len();
+        self.stats.count(Event::Decayed(dropped));
+        drop(stale);
         dropped
     }
 
@@ -378,6 +476,7 @@ where
 struct CountIfResetPanics<'a, M: StatsLayer>(&'a M);
 
 impl<M: StatsLayer> Drop for CountIfResetPanics<'_, M> {
+    #[cold]
     fn drop(&mut self) {
         self.0.count(Event::Return);
         self.0.count(Event::Discarded);

@@ -14,12 +14,15 @@
 //! | `mempool_creates_total` | counter | [`Stats::creates`] |
 //! | `mempool_prefilled_total` | counter | [`Stats::prefilled`] |
 //! | `mempool_returns_total` | counter | [`Stats::returns`] |
+//! | `mempool_puts_total` | counter | [`Stats::puts`] |
 //! | `mempool_spilled_total` | counter | [`Stats::spilled`] |
 //! | `mempool_discarded_total` | counter | [`Stats::discarded`] |
 //! | `mempool_taken_total` | counter | [`Stats::taken`] |
 //! | `mempool_trimmed_total` | counter | [`Stats::trimmed`] |
+//! | `mempool_rejected_total` | counter | [`Stats::rejected`] |
+//! | `mempool_decayed_total` | counter | [`Stats::decayed`] |
 //! | `mempool_idle` | gauge | [`Stats::idle`] |
-//! | `mempool_in_use` | gauge | values in guards now: handed out, not yet returned or taken |
+//! | `mempool_in_use` | gauge | [`Stats::in_use`] |
 //!
 //! There is no hit-rate gauge: a ratio of two counters belongs in the query,
 //! where it can be taken over any window and summed across instances. The
@@ -267,16 +270,6 @@ struct Family {
     value: fn(&Stats) -> u64,
 }
 
-/// Values in guards now, derived from the counters because `Stats` has no
-/// such field yet: every get hands a value out, every return or take ends a
-/// guard. Values handed in by `put` count as returns without a get, so after
-/// puts this undercounts (never below zero). Once `Stats` counts `puts` and
-/// carries `in_use`, this becomes `|s| s.in_use`, beside a `mempool_puts`
-/// counter.
-fn in_use(s: &Stats) -> u64 {
-    s.gets.saturating_sub(s.returns + s.taken)
-}
-
 #[rustfmt::skip]
 const FAMILIES: &[Family] = &[
     Family { name: "mempool_gets", help: "Guards handed out.", kind: MetricType::Counter, value: |s| s.gets },
@@ -285,12 +278,15 @@ const FAMILIES: &[Family] = &[
     Family { name: "mempool_creates", help: "Values made by the create hook, prefill included.", kind: MetricType::Counter, value: |s| s.creates },
     Family { name: "mempool_prefilled", help: "Values made by prefill.", kind: MetricType::Counter, value: |s| s.prefilled },
     Family { name: "mempool_returns", help: "Values handed back by a guard or put.", kind: MetricType::Counter, value: |s| s.returns },
+    Family { name: "mempool_puts", help: "Values handed in by put.", kind: MetricType::Counter, value: |s| s.puts },
     Family { name: "mempool_spilled", help: "Values the spill accepted.", kind: MetricType::Counter, value: |s| s.spilled },
-    Family { name: "mempool_discarded", help: "Values the spill refused, dropped.", kind: MetricType::Counter, value: |s| s.discarded },
+    Family { name: "mempool_discarded", help: "Returned values dropped: the spill refused them, or their reset panicked.", kind: MetricType::Counter, value: |s| s.discarded },
     Family { name: "mempool_taken", help: "Guards consumed by take.", kind: MetricType::Counter, value: |s| s.taken },
     Family { name: "mempool_trimmed", help: "Idle values dropped by trim.", kind: MetricType::Counter, value: |s| s.trimmed },
+    Family { name: "mempool_rejected", help: "Returned values the retain hook refused, dropped.", kind: MetricType::Counter, value: |s| s.rejected },
+    Family { name: "mempool_decayed", help: "Idle values dropped by decay.", kind: MetricType::Counter, value: |s| s.decayed },
     Family { name: "mempool_idle", help: "Idle values held now, owner slot included.", kind: MetricType::Gauge, value: |s| s.idle as u64 },
-    Family { name: "mempool_in_use", help: "Values in guards now.", kind: MetricType::Gauge, value: in_use },
+    Family { name: "mempool_in_use", help: "Values in guards now.", kind: MetricType::Gauge, value: |s| s.in_use },
 ];
 
 impl Collector for PoolCollector {

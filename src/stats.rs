@@ -29,8 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// snapshot may miss their latest increments). When no thread is using the
 /// pool, these hold:
 ///
-/// - `creates + puts == idle + in_use + discarded + trimmed + taken`: every
-///   value that came in is idle, in a guard, or gone one of three ways;
+/// - `creates + puts == idle + in_use + discarded + rejected + decayed +
+///   trimmed + taken`: every value that came in is idle, in a guard, or gone
+///   one of five ways;
 /// - `gets + puts == returns + taken + in_use`: every guard handed out and
 ///   every value put was returned, taken, or is still held.
 ///
@@ -43,8 +44,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// assert_eq!((s.gets, s.creates, s.returns, s.idle), (1, 1, 1, 1));
 /// println!("{s}");
 /// ```
+///
+/// `#[non_exhaustive]`, so that counters can be added without breaking
+/// anyone: build one with `Stats::default()` and set its fields.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct Stats {
     /// Guards handed out (`get` and `get_owned`).
     pub gets: u64,
@@ -71,6 +76,10 @@ pub struct Stats {
     pub taken: u64,
     /// Idle values dropped by `trim`.
     pub trimmed: u64,
+    /// Returned values the `retain` hook refused, which the pool dropped.
+    pub rejected: u64,
+    /// Idle values dropped by `decay`.
+    pub decayed: u64,
     /// Idle values the pool holds now, owner slot included.
     pub idle: usize,
     /// Values in guards now: `gets + puts - returns - taken`.
@@ -82,7 +91,8 @@ impl Stats {
     /// 0.0 to 1.0; 0.0 when there were no gets.
     ///
     /// ```
-    /// let s = mempool::Stats { gets: 4, owner_hits: 2, spill_hits: 1, creates: 1, ..Default::default() };
+    /// let mut s = mempool::Stats::default();
+    /// (s.gets, s.owner_hits, s.spill_hits, s.creates) = (4, 2, 1, 1);
     /// assert_eq!(s.hit_rate(), 0.75);
     /// assert_eq!(mempool::Stats::default().hit_rate(), 0.0);
     /// ```
@@ -98,14 +108,16 @@ impl fmt::Display for Stats {
     /// One line, `key=value` pairs, hit rate first.
     ///
     /// ```
-    /// let s = mempool::Stats { gets: 2, owner_hits: 1, creates: 1, ..Default::default() };
+    /// let mut s = mempool::Stats::default();
+    /// (s.gets, s.owner_hits, s.creates) = (2, 1, 1);
     /// assert!(s.to_string().starts_with("hit_rate=50.0% gets=2 owner_hits=1"));
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "hit_rate={:.1}% gets={} owner_hits={} spill_hits={} creates={} prefilled={} \
-             returns={} puts={} spilled={} discarded={} taken={} trimmed={} idle={} in_use={}",
+             returns={} puts={} spilled={} discarded={} taken={} trimmed={} rejected={} \
+             decayed={} idle={} in_use={}",
             self.hit_rate() * 100.0,
             self.gets,
             self.owner_hits,
@@ -118,6 +130,8 @@ impl fmt::Display for Stats {
             self.discarded,
             self.taken,
             self.trimmed,
+            self.rejected,
+            self.decayed,
             self.idle,
             self.in_use,
         )
@@ -174,6 +188,8 @@ pub enum Event {
     Discarded,
     Taken,
     Trimmed(usize),
+    Rejected,
+    Decayed(usize),
 }
 
 /// The stats layer that counts nothing; the default. Every hook is an empty
@@ -235,6 +251,8 @@ struct ThreadCounts {
     discarded: AtomicU64,
     taken: AtomicU64,
     trimmed: AtomicU64,
+    rejected: AtomicU64,
+    decayed: AtomicU64,
 }
 
 impl ThreadCounts {
@@ -250,6 +268,8 @@ impl ThreadCounts {
             Event::Discarded => (&self.discarded, 1),
             Event::Taken => (&self.taken, 1),
             Event::Trimmed(n) => (&self.trimmed, n as u64),
+            Event::Rejected => (&self.rejected, 1),
+            Event::Decayed(n) => (&self.decayed, n as u64),
         }
     }
 
@@ -264,6 +284,8 @@ impl ThreadCounts {
         s.discarded += read(&self.discarded);
         s.taken += read(&self.taken);
         s.trimmed += read(&self.trimmed);
+        s.rejected += read(&self.rejected);
+        s.decayed += read(&self.decayed);
     }
 }
 

@@ -3,6 +3,8 @@
 //! `PoolCollector` puts in a prometheus-client registry, in both text formats
 //! Prometheus scrapes, parsed line by line.
 
+mod common;
+
 use mempool::Pool;
 
 #[test]
@@ -14,7 +16,7 @@ fn display_is_one_line() {
     assert_eq!(
         line,
         "hit_rate=0.0% gets=2 owner_hits=0 spill_hits=0 creates=2 prefilled=0 returns=2 \
-         puts=0 spilled=1 discarded=0 taken=0 trimmed=0 idle=2 in_use=0"
+         puts=0 spilled=1 discarded=0 taken=0 trimmed=0 rejected=0 decayed=0 idle=2 in_use=0"
     );
 }
 
@@ -236,7 +238,7 @@ mod prometheus {
         pools.register(&mut registry);
 
         let samples = scrape(&registry);
-        assert_eq!(samples.len(), 12 * 2, "12 families, 2 pools");
+        assert_eq!(samples.len(), 15 * 2, "15 families, 2 pools");
         let stats = a.stats().unwrap();
         assert_eq!(value(&samples, "mempool_gets_total", "a"), Some(6000.0));
         for (name, expected) in [
@@ -246,12 +248,15 @@ mod prometheus {
             ("mempool_creates_total", stats.creates),
             ("mempool_prefilled_total", stats.prefilled),
             ("mempool_returns_total", stats.returns),
+            ("mempool_puts_total", stats.puts),
             ("mempool_spilled_total", stats.spilled),
             ("mempool_discarded_total", stats.discarded),
             ("mempool_taken_total", stats.taken),
             ("mempool_trimmed_total", stats.trimmed),
+            ("mempool_rejected_total", stats.rejected),
+            ("mempool_decayed_total", stats.decayed),
             ("mempool_idle", stats.idle as u64),
-            ("mempool_in_use", 0),
+            ("mempool_in_use", stats.in_use),
         ] {
             assert_eq!(value(&samples, name, "a"), Some(expected as f64), "{name}");
         }
@@ -320,11 +325,11 @@ mod prometheus {
         let pools = PoolCollector::new();
         pools.add("kept", &kept).add("gone", &gone);
         pools.register(&mut registry);
-        assert_eq!(scrape(&registry).len(), 24);
+        assert_eq!(scrape(&registry).len(), 30);
 
         drop(gone);
         let samples = scrape(&registry);
-        assert_eq!(samples.len(), 12);
+        assert_eq!(samples.len(), 15);
         assert!(samples.iter().all(|(s, _)| s.labels[0].1 == "kept"));
 
         drop(kept);
@@ -340,9 +345,8 @@ mod prometheus {
         pools.register(&mut registry);
         let gets = |n| {
             move || {
-                Some(Stats {
+                Some(crate::stats! {
                     gets: n,
-                    ..Stats::default()
                 })
             }
         };

@@ -262,7 +262,28 @@ fn pocket_take_vs_steal<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S
     });
 }
 
-/// The eight models for one strategy.
+/// `decay` on one thread while another gets and returns through its pocket
+/// (and the owner slot is idle): values set aside, reused or dropped, never
+/// handed out twice or lost.
+fn decay_vs_take_and_return<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
+    loom::model(move || {
+        let (ledger, pool) = pool(make());
+        drop(pool.get()); // this thread owns the slot; its value is idle
+        let worker = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                pool.get().touch(1);
+                pool.get().touch(2);
+            })
+        };
+        pool.decay();
+        pool.decay();
+        worker.join().unwrap();
+        settle(&ledger, pool);
+    });
+}
+
+/// The nine models for one strategy.
 macro_rules! models {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -306,6 +327,11 @@ macro_rules! models {
             #[test]
             fn pocket_take_vs_steal() {
                 super::pocket_take_vs_steal($make);
+            }
+
+            #[test]
+            fn decay_vs_take_and_return() {
+                super::decay_vs_take_and_return($make);
             }
         }
     };

@@ -1,12 +1,13 @@
 //! Property test against a model: random single-thread sequences of get,
-//! drop, drop with a reset that panics, take, put, trim and prefill, checked
+//! try_get, drop, drop with a reset that panics, drop of a value `retain`
+//! refuses, take, put, trim, decay and prefill, checked
 //! after every step against a plain model of what `idle` and every stats
 //! counter must be, and against the identities `Stats` documents, for every
 //! spill strategy.
 
 mod common;
 
-use mempool::{spill, Pool, PoolGuard, Spill, Stats, StatsCounters};
+use mempool::{spill, Pool, PoolGuard, Retaining, Spill, Stats, StatsCounters};
 use proptest::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -17,6 +18,10 @@ enum Op {
     Drop(usize),
     /// Drop it with a value that makes the reset hook panic.
     DropPoisoned(usize),
+    /// Drop it after growing it past what `retain` keeps.
+    DropOversized(usize),
+    TryGet,
+    Decay,
     /// Take the value of the guard at this index, if any.
     Take(usize),
     /// Put back a taken value, if any.
@@ -30,6 +35,9 @@ fn op() -> impl Strategy<Value = Op> {
         4 => Just(Op::Get),
         4 => any::<usize>().prop_map(Op::Drop),
         1 => any::<usize>().prop_map(Op::DropPoisoned),
+        1 => any::<usize>().prop_map(Op::DropOversized),
+        2 => Just(Op::TryGet),
+        1 => Just(Op::Decay),
         1 => any::<usize>().prop_map(Op::Take),
         1 => Just(Op::Put),
         1 => Just(Op::Trim),
@@ -45,6 +53,8 @@ struct Model {
     owner_full: Option<bool>,
     owner_in_use: bool,
     spill_idle: usize,
+    /// Idle values the last `decay` set aside.
+    victims: usize,
     /// How many values the spill keeps at most.
     capacity: usize,
     /// For each guard held, whether it holds the owner slot's value.
@@ -55,11 +65,71 @@ struct Model {
 
 impl Model {
     fn pop_or_create(&mut self) {
+        if !self.reuse() {
+            self.stats.creates += 1;
+        }
+    }
+
+    /// An idle value from the spill, else from the values `decay` set aside.
+    fn reuse(&mut self) -> bool {
         if self.spill_idle > 0 {
             self.spill_idle -= 1;
-            self.stats.spill_hits += 1;
+        } else if self.victims > 0 {
+            self.victims -= 1;
         } else {
-            self.stats.creates += 1;
+            return false;
+        }
+        self.stats.spill_hits += 1;
+        true
+    }
+
+    /// Whether `try_get` hands out a guard; the model's state follows.
+    fn try_get(&mut self) -> bool {
+        if self.owner_full == Some(true) && !self.owner_in_use {
+            self.stats.gets += 1;
+            self.stats.owner_hits += 1;
+            self.owner_in_use = true;
+            self.guards.push(true);
+            return true;
+        }
+        if !self.reuse() {
+            return false;
+        }
+        self.stats.gets += 1;
+        let fills_slot = match self.owner_full {
+            None => true,
+            Some(full) => !full && !self.owner_in_use,
+        };
+        if fills_slot {
+            self.owner_full = Some(true);
+            self.owner_in_use = true;
+        }
+        self.guards.push(fills_slot);
+        true
+    }
+
+    /// `retain` refuses the value: counted, dropped; an owner slot's value
+    /// leaves the slot empty.
+    fn drop_oversized(&mut self, index: usize) {
+        if self.guards.is_empty() {
+            return;
+        }
+        let from_owner = self.guards.remove(index % self.guards.len());
+        self.stats.returns += 1;
+        self.stats.rejected += 1;
+        if from_owner {
+            self.owner_in_use = false;
+            self.owner_full = Some(false);
+        }
+    }
+
+    fn decay(&mut self) {
+        self.stats.decayed += self.victims as u64;
+        self.victims = self.spill_idle;
+        self.spill_idle = 0;
+        if self.owner_full == Some(true) && !self.owner_in_use {
+            self.owner_full = Some(false);
+            self.victims += 1;
         }
     }
 
@@ -145,8 +215,9 @@ impl Model {
     }
 
     fn trim(&mut self) {
-        let mut dropped = self.spill_idle;
+        let mut dropped = self.spill_idle + self.victims;
         self.spill_idle = 0;
+        self.victims = 0;
         if self.owner_full == Some(true) && !self.owner_in_use {
             self.owner_full = Some(false);
             dropped += 1;
@@ -163,7 +234,9 @@ impl Model {
     }
 
     fn idle(&self) -> usize {
-        usize::from(self.owner_full == Some(true) && !self.owner_in_use) + self.spill_idle
+        usize::from(self.owner_full == Some(true) && !self.owner_in_use)
+            + self.spill_idle
+            + self.victims
     }
 }
 
@@ -179,14 +252,24 @@ fn clear(v: &mut Vec<u8>) {
 }
 
 const POISON: u8 = 0xFF;
-type Buffers<S> = Pool<Vec<u8>, Create, Clear, S, StatsCounters>;
-type Guard<'a, S> = PoolGuard<'a, Vec<u8>, Create, Clear, S, StatsCounters>;
+type Keep = fn(&Vec<u8>) -> bool;
+type Hooks = Retaining<Clear, Keep>;
+type Buffers<S> = Pool<Vec<u8>, Create, Hooks, S, StatsCounters>;
+type Guard<'a, S> = PoolGuard<'a, Vec<u8>, Create, Hooks, S, StatsCounters>;
+
+/// What `retain` keeps: vectors of at most this capacity.
+const LIMIT: usize = 1024;
+
+fn keep(v: &Vec<u8>) -> bool {
+    v.capacity() <= LIMIT
+}
 
 fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(), TestCaseError> {
     common::silence_expected_panics();
     let pool: Buffers<S> = Pool::builder()
         .create(Vec::new as Create)
         .reset(clear as Clear)
+        .retain(keep as Keep)
         .spill(spill)
         .stats()
         .build();
@@ -217,6 +300,25 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
                 }
                 model.drop_poisoned(i);
             }
+            Op::DropOversized(i) => {
+                if !guards.is_empty() {
+                    let mut guard = guards.remove(i % guards.len());
+                    guard.reserve(2 * LIMIT);
+                    drop(guard);
+                }
+                model.drop_oversized(i);
+            }
+            Op::TryGet => {
+                let got = pool.try_get();
+                prop_assert_eq!(got.is_some(), model.try_get(), "try_get at step {}", step);
+                guards.extend(got);
+            }
+            Op::Decay => {
+                let dropped = pool.decay();
+                let expected = model.victims;
+                model.decay();
+                prop_assert_eq!(dropped, expected, "decay at step {}", step);
+            }
             Op::Take(i) => {
                 if !guards.is_empty() {
                     kept.push(PoolGuard::take(guards.remove(i % guards.len())));
@@ -238,16 +340,14 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
                 model.prefill(n);
             }
         }
-        let expected = Stats {
-            idle: model.idle(),
-            in_use: model.guards.len() as u64,
-            ..model.stats
-        };
+        let mut expected: Stats = model.stats;
+        expected.idle = model.idle();
+        expected.in_use = model.guards.len() as u64;
         let s = pool.stats().unwrap();
         prop_assert_eq!(
             s.creates + s.puts,
-            s.idle as u64 + s.in_use + s.discarded + s.trimmed + s.taken,
-            "creates + puts == idle + in_use + discarded + trimmed + taken after step {} ({:?}): {}",
+            s.idle as u64 + s.in_use + s.discarded + s.rejected + s.decayed + s.trimmed + s.taken,
+            "creates + puts == idle + in_use + discarded + rejected + decayed + trimmed + taken after step {} ({:?}): {}",
             step,
             op,
             s

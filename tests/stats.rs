@@ -42,13 +42,12 @@ fn owner_hits() {
     let s = stats(&pool);
     assert_eq!(
         s,
-        Stats {
+        stats! {
             gets: 10,
             owner_hits: 9,
             creates: 1,
             returns: 10,
             idle: 1,
-            ..Stats::default()
         }
     );
 }
@@ -64,7 +63,7 @@ fn spill_hits_and_creates() {
     let s = stats(&pool);
     assert_eq!(
         s,
-        Stats {
+        stats! {
             gets: 6,
             owner_hits: 2,
             spill_hits: 2,
@@ -72,7 +71,6 @@ fn spill_hits_and_creates() {
             returns: 6,
             spilled: 3,
             idle: 2,
-            ..Stats::default()
         }
     );
 }
@@ -138,13 +136,12 @@ fn prefill() {
     let s = stats(&pool);
     assert_eq!(
         s,
-        Stats {
+        stats! {
             creates: 5,
             prefilled: 5,
             spilled: 3,
             discarded: 2,
             idle: 3,
-            ..Stats::default()
         }
     );
     drop(pool.get());
@@ -295,8 +292,8 @@ fn puts_and_in_use() {
 fn check_invariants(s: &Stats) {
     assert_eq!(
         s.creates + s.puts,
-        s.idle as u64 + s.in_use + s.discarded + s.trimmed + s.taken,
-        "creates + puts == idle + in_use + discarded + trimmed + taken: {s}"
+        s.idle as u64 + s.in_use + s.discarded + s.rejected + s.decayed + s.trimmed + s.taken,
+        "creates + puts == idle + in_use + discarded + rejected + decayed + trimmed + taken: {s}"
     );
     assert_eq!(
         s.gets + s.puts,

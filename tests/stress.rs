@@ -1,6 +1,7 @@
 //! Stress with accounting: for every spill strategy, 8 threads and at least a
 //! million get/return cycles in all, mixing nested gets, `take`, `put`,
-//! `get_owned` guards dropped on another thread, and `trim`. Every value
+//! `get_owned` guards dropped on another thread, `trim`, `decay` and
+//! `try_get`. Every value
 //! records which guard holds it, so a value handed to two guards at once is
 //! seen the moment it happens; every creation and drop is counted.
 //!
@@ -72,6 +73,18 @@ fn stress<S: Spill<Tracked> + Send + Sync + 'static>(name: &str, spill: S) {
                         5 if t == 0 => {
                             drop(a);
                             pool.trim();
+                        }
+                        6 if t == 1 => {
+                            drop(a);
+                            pool.decay();
+                        }
+                        7 if t == 2 => {
+                            drop(a);
+                            if let Some(g) = pool.try_get() {
+                                let gg = next_guard();
+                                g.hold(gg);
+                                g.release(gg);
+                            }
                         }
                         _ => drop(a),
                     }

@@ -18,6 +18,22 @@ pub trait Reset<T> {
     /// Brings `value` back to the state a fresh value would have (or any state
     /// the next user of the pool is ready to accept).
     fn reset(&self, value: &mut T);
+
+    /// Whether the pool should keep `value` once it is reset; `false` drops
+    /// it instead (a buffer that grew too large, say). The provided version
+    /// keeps everything, and compiles away. `mempool`'s builder sets it with
+    /// `retain`.
+    ///
+    /// ```
+    /// use mempool_policies::{NoReset, Reset};
+    ///
+    /// assert!(Reset::<Vec<u8>>::retain(&NoReset, &Vec::new()));
+    /// ```
+    #[inline(always)]
+    fn retain(&self, value: &T) -> bool {
+        let _ = value;
+        true
+    }
 }
 
 impl<T, F: Fn(&mut T)> Reset<T> for F {

@@ -143,3 +143,14 @@ pub fn silence_expected_panics() {
         }));
     });
 }
+
+/// A `Stats` with the given fields set and the rest 0 (`Stats` is
+/// `#[non_exhaustive]`, so no struct literal outside the crate).
+#[macro_export]
+macro_rules! stats {
+    ($($field:ident: $value:expr),* $(,)?) => {{
+        let mut s = mempool::Stats::default();
+        $(s.$field = $value;)*
+        s
+    }};
+}
