@@ -1,6 +1,7 @@
-//! Shows a pool reusing buffers on one thread and on several, and prints what
-//! it measured: how many buffers were made for how many gets, and the time per
-//! get against allocating a fresh buffer each time.
+//! Shows a pool reusing buffers on one thread and on several, refusing one
+//! that grew too large, and dropping the burst's leftovers with `decay`; it
+//! prints what it measured: how many buffers were made for how many gets, and
+//! the time per get against allocating a fresh buffer each time.
 //!
 //! Run with `cargo run --release --example quickstart`.
 
@@ -9,6 +10,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 const BUF: usize = 64 * 1024;
+/// Buffers that grew past this are dropped on return, not kept.
+const KEEP_AT_MOST: usize = 1 << 20;
 const ROUNDS: u32 = 200_000;
 const THREADS: usize = 4;
 
@@ -23,6 +26,7 @@ fn main() {
     let pool = Pool::builder()
         .create(|| Vec::with_capacity(BUF))
         .reset(Vec::clear)
+        .retain(|buf: &Vec<u8>| buf.capacity() <= KEEP_AT_MOST)
         .stats()
         .build();
 
@@ -69,4 +73,20 @@ fn main() {
         s.creates, s.gets, s.idle
     );
     println!("  {s}");
+
+    // A request that needed a huge buffer: not kept for the next one.
+    pool.get().reserve(4 * KEEP_AT_MOST);
+    // Memory after the burst: call `decay` from a timer; a value idle
+    // through two calls is dropped.
+    pool.decay();
+    for _ in 0..ROUNDS {
+        black_box(work(&mut pool.get()));
+    }
+    let decayed = pool.decay();
+    let s = pool.stats().expect("stats are on");
+    println!("then one oversized buffer and two decays around {ROUNDS} more gets:");
+    println!(
+        "  rejected {} (too large), decayed {decayed}, {} idle now",
+        s.rejected, s.idle
+    );
 }
