@@ -321,6 +321,11 @@ unsafe impl<T: Send> Send for Ticket<T> {}
 // when `T: Sync`.
 unsafe impl<T: Sync> Sync for Ticket<T> {}
 
+// A ticket is exclusive use of one `T`, like a `Box<T>`, and unwinds like
+// one: its `Drop` drops the value and leaves the slot empty.
+impl<T: std::panic::UnwindSafe> std::panic::UnwindSafe for Ticket<T> {}
+impl<T: std::panic::RefUnwindSafe> std::panic::RefUnwindSafe for Ticket<T> {}
+
 impl<T> Ticket<T> {
     fn hot(&self) -> &Hot<T> {
         // SAFETY: the pointer came from a live `&Hot` in a pool, and the

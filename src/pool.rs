@@ -50,6 +50,33 @@ pub struct Pool<T, C = fn() -> T, R = NoReset, S = DefaultSpill<T>, M = NoStats>
     victims: LockFree<T>,
 }
 
+// A panic in a hook leaves the pool consistent (crate docs, "Panics in
+// hooks"): a panicking `create` changes nothing, and a panicking `reset` or
+// `retain` drops the value being returned; no value is ever shared, so no
+// caller can observe one half-updated through the pool. So a pool may be
+// used across `catch_unwind` when its parts may: the same conditions as
+// regex-automata's pool (the value `UnwindSafe`, the hooks and the spill
+// both `UnwindSafe` and `RefUnwindSafe`).
+impl<T, C, R, S, M> std::panic::UnwindSafe for Pool<T, C, R, S, M>
+where
+    T: std::panic::UnwindSafe,
+    C: std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+    R: std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+    S: std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+    M: std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+{
+}
+
+impl<T, C, R, S, M> std::panic::RefUnwindSafe for Pool<T, C, R, S, M>
+where
+    T: std::panic::UnwindSafe,
+    C: std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+    R: std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+    S: std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+    M: std::panic::UnwindSafe + std::panic::RefUnwindSafe,
+{
+}
+
 impl<T: Send, C: Fn() -> T> Pool<T, C> {
     /// A pool that makes values with `create`, does not reset them, and
     /// keeps extra values in the default spill strategy.

@@ -5,7 +5,8 @@
 //! exactly once.
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom
+//! RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom \
+//!     --features mempool-policies/loom
 //! ```
 #![cfg(loom)]
 

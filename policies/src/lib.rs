@@ -25,11 +25,16 @@
 //!
 //! [`mempool`]: https://docs.rs/mempool
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_debug_implementations)]
+
+#[cfg(all(loom, not(feature = "loom")))]
+compile_error!("the loom models need `--features mempool-policies/loom` beside `--cfg loom`");
 
 #[doc(hidden)]
 pub mod barrier;
 mod bounded;
+mod lazy_queue;
 mod lock_free;
 mod mutex;
 mod none;

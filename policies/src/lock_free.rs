@@ -1,4 +1,4 @@
-use crate::sync::SegQueue;
+use crate::lazy_queue::LazyQueue;
 use crate::Spill;
 use std::fmt;
 
@@ -20,7 +20,7 @@ use std::fmt;
 /// assert_eq!(spill.pop(), Some(Box::new(1)));
 /// ```
 pub struct LockFree<T> {
-    queue: SegQueue<Box<T>>,
+    queue: LazyQueue<Box<T>>,
 }
 
 impl<T> LockFree<T> {
@@ -32,7 +32,7 @@ impl<T> LockFree<T> {
     /// ```
     pub fn new() -> Self {
         LockFree {
-            queue: SegQueue::new(),
+            queue: LazyQueue::new(),
         }
     }
 }

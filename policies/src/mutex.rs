@@ -154,6 +154,12 @@ impl<T> Mutex<T> {
     }
 }
 
+// A strategy hands out whole values and never a reference into itself; a
+// panic in a value's `Drop` while it drains leaves the rest to be dropped.
+// Nothing a caller can observe is left half-done by unwinding.
+impl<T: std::panic::UnwindSafe> std::panic::UnwindSafe for Mutex<T> {}
+impl<T: std::panic::UnwindSafe> std::panic::RefUnwindSafe for Mutex<T> {}
+
 impl<T> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mutex")

@@ -1,6 +1,7 @@
 use crate::barrier;
 use crate::pocket::{Pocket, SLOTS};
-use crate::sync::{SegQueue, ThreadSlots};
+use crate::lazy_queue::LazyQueue;
+use crate::sync::ThreadSlots;
 use crate::Spill;
 use crossbeam_utils::CachePadded;
 use std::fmt;
@@ -53,7 +54,7 @@ pub struct PerThread<T> {
     pockets: ThreadSlots<CachePadded<Pocket<T>>>,
     /// Values returned to a full or robbed pocket, or by a thread without a
     /// pocket.
-    overflow: SegQueue<Box<T>>,
+    overflow: LazyQueue<Box<T>>,
 }
 
 /// How many pockets one steal announces itself to at most: each announced
@@ -71,7 +72,7 @@ impl<T> PerThread<T> {
     pub fn new() -> Self {
         PerThread {
             pockets: ThreadSlots::new(),
-            overflow: SegQueue::new(),
+            overflow: LazyQueue::new(),
         }
     }
 
@@ -176,6 +177,12 @@ impl<T> Drop for PerThread<T> {
         drop(values);
     }
 }
+
+// A strategy hands out whole values and never a reference into itself; a
+// panic in a value's `Drop` while it drains leaves the rest to be dropped.
+// Nothing a caller can observe is left half-done by unwinding.
+impl<T: std::panic::UnwindSafe> std::panic::UnwindSafe for PerThread<T> {}
+impl<T: std::panic::UnwindSafe> std::panic::RefUnwindSafe for PerThread<T> {}
 
 impl<T> fmt::Debug for PerThread<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

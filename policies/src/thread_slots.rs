@@ -53,8 +53,9 @@ use std::sync::{Mutex, OnceLock};
 /// Slots in the first bucket; bucket `k` holds `FIRST << k`.
 const FIRST: usize = 8;
 /// Buckets: room for `FIRST * (2^BUCKETS - 1)` threads alive at once (about
-/// 134 million). A thread beyond that gets no slot and uses the shared path.
-const BUCKETS: usize = 24;
+/// half a million). A thread beyond that gets no slot and uses the shared
+/// path, which works, only slower. Each bucket costs 24 bytes before use.
+const BUCKETS: usize = 16;
 
 /// One `T` per thread alive, made with `T::default()` when its bucket is
 /// first needed.
@@ -94,7 +95,7 @@ impl<T> ThreadSlots<T> {
 
 impl<T: Default> ThreadSlots<T> {
     /// The calling thread's slot, or `None` if the thread has no index: it is
-    /// exiting and has given its index back, or (beyond about 134 million
+    /// exiting and has given its index back, or (beyond about half a million
     /// threads alive at once) there is no room.
     #[inline(always)]
     pub fn get(&self) -> Option<&T> {
