@@ -25,7 +25,9 @@ fn every_public_type_has_all_five() {
     all_five::<PoolGuard<'static, V, fn() -> V, Hooks, spill::Mutex<V>, StatsCounters>>();
     all_five::<OwnedPoolGuard<V>>();
     all_five::<PoolBuilder<V>>();
-    all_five::<PoolBuilder<V, fn() -> V, NoReset, spill::PerThread<V>, StatsCounters, fn(&V) -> bool>>();
+    all_five::<
+        PoolBuilder<V, fn() -> V, NoReset, spill::PerThread<V>, StatsCounters, fn(&V) -> bool>,
+    >();
     all_five::<spill::PerThread<V>>();
     all_five::<spill::Mutex<V>>();
     all_five::<spill::LockFree<V>>();

@@ -1,6 +1,6 @@
 use crate::barrier;
-use crate::pocket::{Pocket, SLOTS};
 use crate::lazy_queue::LazyQueue;
+use crate::pocket::{Pocket, SLOTS};
 use crate::sync::ThreadSlots;
 use crate::Spill;
 use crossbeam_utils::CachePadded;
