@@ -168,8 +168,12 @@ where
     #[inline(never)]
     fn acquire_slow(&self, cached: usize) -> Held<T> {
         let owner = self.owner.owner();
-        if owner != 0 && owner != cached && cached != thread_id::UNASSIGNED {
-            // Another thread owns the slot: the usual case here.
+        if owner != 0
+            && cached != thread_id::UNASSIGNED
+            && (owner != cached || !self.owner.is_empty_for(cached))
+        {
+            // Another thread owns the slot (the usual case here), or this
+            // thread does and is using it (a nested get).
             return Held::Spilled(self.pop_or_create());
         }
         self.acquire_unusual(owner)

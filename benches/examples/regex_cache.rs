@@ -12,7 +12,8 @@
 //! Run with `cargo run --release -p mempool-benches --example regex_cache`.
 //! Each cell is the median of five runs, each with a fresh regex and fresh
 //! pools (so the first thread to search becomes the owner, as it would in a
-//! program).
+//! program), its ratio to the floor's median, and the fastest and slowest of
+//! the five.
 
 use mempool::{spill, Pool, Spill};
 use regex_automata::meta::{Cache, Regex};
@@ -62,18 +63,31 @@ where
     elapsed.as_secs_f64() * 1e9 / (per_thread * threads) as f64
 }
 
-/// The median of `RUNS` runs of `run`, each of which builds fresh state.
-fn median(run: impl Fn() -> f64) -> f64 {
+/// `RUNS` runs of one cell: the fastest, the median and the slowest, so that
+/// a reader can tell a difference from the noise of a small machine.
+#[derive(Clone, Copy)]
+struct Runs {
+    min: f64,
+    median: f64,
+    max: f64,
+}
+
+/// `RUNS` runs of `run`, each of which builds fresh state.
+fn median(run: impl Fn() -> f64) -> Runs {
     let mut times: Vec<f64> = (0..RUNS).map(|_| run()).collect();
     times.sort_by(f64::total_cmp);
-    times[RUNS / 2]
+    Runs {
+        min: times[0],
+        median: times[RUNS / 2],
+        max: times[RUNS - 1],
+    }
 }
 
 fn input() -> Input<'static> {
     Input::new(HAYSTACK)
 }
 
-fn floor(threads: usize) -> f64 {
+fn floor(threads: usize) -> Runs {
     median(|| {
         let re = Regex::new(PATTERN).unwrap();
         time_per_search(threads, || {
@@ -84,14 +98,14 @@ fn floor(threads: usize) -> f64 {
     })
 }
 
-fn internal(threads: usize) -> f64 {
+fn internal(threads: usize) -> Runs {
     median(|| {
         let re = Regex::new(PATTERN).unwrap();
         time_per_search(threads, || || re.search(&input()).is_some())
     })
 }
 
-fn thread_local(threads: usize) -> f64 {
+fn thread_local(threads: usize) -> Runs {
     median(|| {
         let re = Regex::new(PATTERN).unwrap();
         let caches: ThreadLocal<RefCell<Cache>> = ThreadLocal::new();
@@ -104,7 +118,7 @@ fn thread_local(threads: usize) -> f64 {
     })
 }
 
-fn mempool<S: Spill<Cache> + Sync>(threads: usize, make_spill: fn() -> S) -> f64 {
+fn mempool<S: Spill<Cache> + Sync>(threads: usize, make_spill: fn() -> S) -> Runs {
     median(|| {
         let re = Regex::new(PATTERN).unwrap();
         let pool = Pool::builder()
@@ -123,9 +137,12 @@ fn main() {
         "{SEARCHES} searches of {PATTERN:?} in a {}-byte haystack, split over N threads; {cores} cores.",
         HAYSTACK.len()
     );
-    println!("ns per search (wall time / searches), median of {RUNS} runs; (×) is the ratio to `floor`.\n");
+    println!(
+        "ns per search (wall time / searches): the median of {RUNS} runs, (its ratio to `floor`'s \
+         median), and the fastest and slowest run.\n"
+    );
 
-    type Column = (&'static str, fn(usize) -> f64);
+    type Column = (&'static str, fn(usize) -> Runs);
     let columns: [Column; 8] = [
         ("floor", floor),
         ("internal", internal),
@@ -142,16 +159,23 @@ fn main() {
     ];
     print!("| {:<17} |", "threads");
     for t in THREADS {
-        print!(" {t:>13} |");
+        print!(" {t:>24} |");
     }
     println!();
     println!("|---{}", "|---".repeat(THREADS.len()) + "|");
-    let floors: Vec<f64> = THREADS.iter().map(|&t| floor(t)).collect();
+    let floors: Vec<Runs> = THREADS.iter().map(|&t| floor(t)).collect();
     for (name, column) in columns {
         print!("| {name:<17} |");
         for (&t, floor) in THREADS.iter().zip(&floors) {
-            let ns = if name == "floor" { *floor } else { column(t) };
-            print!(" {:>13} |", format!("{ns:.1} ({:.2}×)", ns / floor));
+            let r = if name == "floor" { *floor } else { column(t) };
+            let cell = format!(
+                "{:.1} ({:.2}×) {:.0}–{:.0}",
+                r.median,
+                r.median / floor.median,
+                r.min,
+                r.max
+            );
+            print!(" {cell:>24} |");
             std::io::stdout().flush().ok();
         }
         println!();
