@@ -6,11 +6,13 @@
 //! setters only fill fields of fixed types. The one thing it would give us,
 //! "`build` only once `create` is set", is the `NoCreate` typestate below.
 
+use crate::boxed::{BoxedCreate, BoxedPool, BoxedReset};
 use crate::retain::{RetainAll, RetainHook};
 use crate::stats::{NoStats, StatsCounters, StatsLayer};
 use crate::{DefaultSpill, NoReset, Pool, Reset, Spill};
 use std::fmt;
 use std::marker::PhantomData;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 
 /// Stands for the `create` hook before [`PoolBuilder::create`] is called.
 /// `build` needs a real hook, so a builder still holding this one does not
@@ -225,6 +227,58 @@ where
     pub fn build(self) -> Pool<T, C, K::With<R>, S, M> {
         let reset = self.retain.with(self.reset);
         let pool = Pool::from_parts(self.create, reset, self.spill, self.stats);
+        pool.prefill(self.prefill);
+        pool
+    }
+}
+
+impl<T, C, R, S, M, K> PoolBuilder<T, C, R, S, M, K>
+where
+    C: Fn() -> T + Send + Sync + UnwindSafe + RefUnwindSafe + 'static,
+    R: Reset<T>,
+    S: Spill<T>,
+    M: StatsLayer,
+    K: RetainHook<T>,
+    K::With<R>: Send + Sync + UnwindSafe + RefUnwindSafe + 'static,
+{
+    /// The pool, with its hooks boxed, so that its type can be written down
+    /// (a struct field, a `static`) whatever closures it was built from:
+    /// [`BoxedPool<T>`], or `BoxedPool<T, S, M>` with
+    /// another strategy or stats on. The price is a call through a pointer
+    /// for `reset` (and `retain`) on every return, and for `create` on a miss.
+    /// The hooks must be `UnwindSafe` and `RefUnwindSafe` (closures over
+    /// plain data are), so that the pool is too.
+    ///
+    /// # Panics
+    ///
+    /// If `create` panics while prefilling.
+    ///
+    /// ```
+    /// use mempool::{BoxedPool, Pool};
+    ///
+    /// struct Parser {
+    ///     scratch: BoxedPool<Vec<u8>>,
+    /// }
+    ///
+    /// let limit = 1 << 20;
+    /// let parser = Parser {
+    ///     scratch: Pool::builder()
+    ///         .create(move || Vec::with_capacity(4096))
+    ///         .reset(Vec::clear)
+    ///         .retain(move |v: &Vec<u8>| v.capacity() <= limit)
+    ///         .build_boxed(),
+    /// };
+    /// parser.scratch.get().push(1);
+    /// assert!(parser.scratch.get().is_empty());
+    /// ```
+    pub fn build_boxed(self) -> BoxedPool<T, S, M> {
+        let reset = self.retain.with(self.reset);
+        let pool = Pool::from_parts(
+            Box::new(self.create) as BoxedCreate<T>,
+            BoxedReset::new(reset),
+            self.spill,
+            self.stats,
+        );
         pool.prefill(self.prefill);
         pool
     }

@@ -95,6 +95,7 @@
 // items that need a feature.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod boxed;
 mod builder;
 mod guard;
 mod owner;
@@ -105,6 +106,7 @@ pub mod prometheus;
 mod retain;
 mod stats;
 
+pub use crate::boxed::{BoxedCreate, BoxedPool, BoxedReset};
 pub use crate::builder::{NoCreate, PoolBuilder};
 pub use crate::guard::{OwnedPoolGuard, PoolGuard};
 pub use crate::pool::Pool;

@@ -40,6 +40,8 @@ fn every_public_type_has_all_five() {
     all_five::<NoCreate>();
     all_five::<RetainAll>();
     all_five::<Hooks>();
+    all_five::<mempool::BoxedPool<V>>();
+    all_five::<mempool::BoxedReset<V>>();
     #[cfg(feature = "prometheus")]
     all_five::<mempool::prometheus::PoolCollector>();
 }

@@ -61,6 +61,20 @@ fn single_thread(c: &mut Criterion) {
         })
     });
 
+    // A struct field's pool: hooks boxed (`BoxedPool`).
+    let pool: mempool::BoxedPool<Vec<u8>> = mempool::Pool::builder()
+        .create(new_vec)
+        .reset(Vec::clear)
+        .build_boxed();
+    group.bench_function("mempool-boxed", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, || {
+                let mut v = pool.get();
+                v.push(black_box(1));
+            })
+        })
+    });
+
     let pool = mempool03::Pool::new(Box::new(|| RefCell::new(new_vec())));
     group.bench_function("mempool-0.3.1", |b| {
         b.iter_custom(|iters| {

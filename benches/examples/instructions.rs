@@ -18,30 +18,76 @@ fn main() {
     let n = 1_000_000u64;
     match which.as_str() {
         "owner" => {
-            let pool = mempool::Pool::builder().create(|| Vec::<u8>::with_capacity(256)).reset(Vec::clear).build();
-            for _ in 0..n { pool.get().push(black_box(1)); }
+            let pool = mempool::Pool::builder()
+                .create(|| Vec::<u8>::with_capacity(256))
+                .reset(Vec::clear)
+                .build();
+            for _ in 0..n {
+                pool.get().push(black_box(1));
+            }
         }
         "stats" => {
-            let pool = mempool::Pool::builder().create(|| Vec::<u8>::with_capacity(256)).reset(Vec::clear).stats().build();
-            for _ in 0..n { pool.get().push(black_box(1)); }
+            let pool = mempool::Pool::builder()
+                .create(|| Vec::<u8>::with_capacity(256))
+                .reset(Vec::clear)
+                .stats()
+                .build();
+            for _ in 0..n {
+                pool.get().push(black_box(1));
+            }
         }
         "mempool-0.3.1" => {
-            let pool = mempool03::Pool::new(Box::new(|| std::cell::RefCell::new(Vec::<u8>::with_capacity(256))));
-            for _ in 0..n { let mut v = pool.get().borrow_mut(); v.push(black_box(1)); v.clear(); }
+            let pool = mempool03::Pool::new(Box::new(|| {
+                std::cell::RefCell::new(Vec::<u8>::with_capacity(256))
+            }));
+            for _ in 0..n {
+                let mut v = pool.get().borrow_mut();
+                v.push(black_box(1));
+                v.clear();
+            }
         }
         "nested" => {
-            let pool = mempool::Pool::builder().create(|| Vec::<u8>::with_capacity(256)).reset(Vec::clear).build();
-            for _ in 0..n { let mut a = pool.get(); let mut b = pool.get(); a.push(black_box(1)); b.push(black_box(2)); }
+            let pool = mempool::Pool::builder()
+                .create(|| Vec::<u8>::with_capacity(256))
+                .reset(Vec::clear)
+                .build();
+            for _ in 0..n {
+                let mut a = pool.get();
+                let mut b = pool.get();
+                a.push(black_box(1));
+                b.push(black_box(2));
+            }
         }
         // A thread that is not the owner (the owner has exited).
         "fresh" => {
-            let pool = mempool::Pool::builder().create(|| Vec::<u8>::with_capacity(256)).reset(Vec::clear).build();
-            std::thread::scope(|s| { s.spawn(|| drop(pool.get())); });
-            std::thread::scope(|s| { s.spawn(|| { for _ in 0..n { pool.get().push(black_box(1)); } }); });
+            let pool = mempool::Pool::builder()
+                .create(|| Vec::<u8>::with_capacity(256))
+                .reset(Vec::clear)
+                .build();
+            std::thread::scope(|s| {
+                s.spawn(|| drop(pool.get()));
+            });
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..n {
+                        pool.get().push(black_box(1));
+                    }
+                });
+            });
         }
         "thread_local" => {
             let tl = thread_local::ThreadLocal::<std::cell::RefCell<Vec<u8>>>::new();
-            std::thread::scope(|s| { s.spawn(|| { for _ in 0..n { let mut v = tl.get_or(|| std::cell::RefCell::new(Vec::with_capacity(256))).borrow_mut(); v.push(black_box(1)); v.clear(); } }); });
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    for _ in 0..n {
+                        let mut v = tl
+                            .get_or(|| std::cell::RefCell::new(Vec::with_capacity(256)))
+                            .borrow_mut();
+                        v.push(black_box(1));
+                        v.clear();
+                    }
+                });
+            });
         }
         _ => {}
     }
