@@ -77,6 +77,11 @@ impl<T> Reset<T> for BoxedReset<T> {
     fn retain(&self, value: &T) -> bool {
         self.0.retain(value)
     }
+
+    #[inline]
+    fn recycle(&self, value: &mut T) -> bool {
+        self.0.recycle(value)
+    }
 }
 
 impl<T> fmt::Debug for BoxedReset<T> {

@@ -278,8 +278,7 @@ where
     #[inline]
     pub(crate) fn give_back(&self, mut held: Held<T>) {
         let counted = CountIfResetPanics(&self.stats);
-        self.reset.reset(held.get_mut());
-        let keep = self.reset.retain(held.get());
+        let keep = self.reset.recycle(held.get_mut());
         std::mem::forget(counted);
         if !keep {
             return self.reject(held);

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release -p mempool-benches --example instructions
-//! for case in owner stats mempool-0.3.1 nested fresh thread_local; do
+//! for case in owner stats boxed mempool-0.3.1 nested fresh thread_local; do
 //!     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!         target/release/examples/instructions $case 2>&1 | grep refs
 //! done
@@ -22,6 +22,15 @@ fn main() {
                 .create(|| Vec::<u8>::with_capacity(256))
                 .reset(Vec::clear)
                 .build();
+            for _ in 0..n {
+                pool.get().push(black_box(1));
+            }
+        }
+        "boxed" => {
+            let pool: mempool::BoxedPool<Vec<u8>> = mempool::Pool::builder()
+                .create(|| Vec::<u8>::with_capacity(256))
+                .reset(Vec::clear)
+                .build_boxed();
             for _ in 0..n {
                 pool.get().push(black_box(1));
             }
