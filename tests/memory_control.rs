@@ -3,7 +3,7 @@
 
 mod common;
 
-use mempool::{spill, Pool, PoolGuard, Spill, Stats};
+use mempool::{spill, Pool, PoolGuard, Spill};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
 
@@ -40,7 +40,7 @@ fn retain_drops_oversized_values_from_the_owner_slot_the_spill_and_put() {
         let s = pool.stats().unwrap();
         assert_eq!(s.creates, before, "{name}: nothing new made");
         assert_eq!(s.rejected, 3, "{name}: {s}");
-        check_invariants(&s);
+        common::check_invariants(&s);
     });
 }
 
@@ -79,7 +79,7 @@ fn a_panicking_retain_drops_the_value_like_a_panicking_reset() {
     }
     let s = pool.stats().unwrap();
     assert_eq!((s.returns, s.discarded, s.idle), (4, 4, 0), "{s}");
-    check_invariants(&s);
+    common::check_invariants(&s);
     drop(pool.get()); // still usable
 }
 
@@ -108,7 +108,7 @@ fn try_get_never_creates() {
             s.spawn(|| assert!(pool.try_get().is_some(), "{name}: from another thread"));
         });
         assert_eq!(made.load(SeqCst), 1, "{name}: try_get made nothing");
-        check_invariants(&pool.stats().unwrap());
+        common::check_invariants(&pool.stats().unwrap());
     });
 }
 
@@ -159,24 +159,10 @@ fn decay_returns_memory_after_a_burst() {
         let s = pool.stats().unwrap();
         assert_eq!(s.decayed, dropped as u64, "{name}");
         assert_eq!(dropped + idle, burst, "{name}: every other value went");
-        check_invariants(&s);
+        common::check_invariants(&s);
     }
     check("PerThread", spill::PerThread::default());
     check("Mutex", spill::Mutex::default());
     check("LockFree", spill::LockFree::default());
     check("Bounded", spill::Bounded::new(64));
-}
-
-/// The two identities `Stats` documents, for a pool no thread is using.
-fn check_invariants(s: &Stats) {
-    assert_eq!(
-        s.creates + s.puts,
-        s.idle as u64 + s.in_use + s.discarded + s.rejected + s.decayed + s.trimmed + s.taken,
-        "creates + puts == idle + in_use + discarded + rejected + decayed + trimmed + taken: {s}"
-    );
-    assert_eq!(
-        s.gets + s.puts,
-        s.returns + s.taken + s.in_use,
-        "gets + puts == returns + taken + in_use: {s}"
-    );
 }

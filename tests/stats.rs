@@ -208,7 +208,7 @@ fn sums_across_threads_after_join() {
             s.idle as u64 == in_spill || s.idle as u64 == in_spill + 1,
             "{name}: {s}"
         );
-        check_invariants(&s);
+        common::check_invariants(&s);
     });
 }
 
@@ -265,7 +265,7 @@ fn reset_panics_count_as_returned_and_discarded() {
         (4, 4, 4, 4, 0, 0),
         "{s}"
     );
-    check_invariants(&s);
+    common::check_invariants(&s);
 }
 
 #[test]
@@ -285,19 +285,5 @@ fn puts_and_in_use() {
         (2, 2, 3, 1, 0),
         "{s}"
     );
-    check_invariants(&s);
-}
-
-/// The two identities `Stats` documents, for a pool no thread is using.
-fn check_invariants(s: &Stats) {
-    assert_eq!(
-        s.creates + s.puts,
-        s.idle as u64 + s.in_use + s.discarded + s.rejected + s.decayed + s.trimmed + s.taken,
-        "creates + puts == idle + in_use + discarded + rejected + decayed + trimmed + taken: {s}"
-    );
-    assert_eq!(
-        s.gets + s.puts,
-        s.returns + s.taken + s.in_use,
-        "gets + puts == returns + taken + in_use: {s}"
-    );
+    common::check_invariants(&s);
 }

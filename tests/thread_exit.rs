@@ -94,12 +94,7 @@ fn scenario<S, M>(
         );
         if let Some(s) = pool.stats() {
             assert_eq!(s.in_use, 0, "{name}: {s}");
-            assert_eq!(
-                s.creates + s.puts,
-                s.idle as u64 + s.discarded + s.rejected + s.decayed + s.trimmed + s.taken,
-                "{name}: {s}"
-            );
-            assert_eq!(s.gets + s.puts, s.returns + s.taken, "{name}: {s}");
+            common::check_invariants(&s);
         }
         drop(pool.get()); // still usable
         drop(pool);

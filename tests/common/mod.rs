@@ -154,3 +154,18 @@ macro_rules! stats {
         s
     }};
 }
+
+/// The two identities `mempool::Stats` documents, for a pool no thread is
+/// using.
+pub fn check_invariants(s: &mempool::Stats) {
+    assert_eq!(
+        s.creates + s.puts,
+        s.idle as u64 + s.in_use + s.discarded + s.rejected + s.decayed + s.trimmed + s.taken,
+        "creates + puts == idle + in_use + discarded + rejected + decayed + trimmed + taken: {s}"
+    );
+    assert_eq!(
+        s.gets + s.puts,
+        s.returns + s.taken + s.in_use,
+        "gets + puts == returns + taken + in_use: {s}"
+    );
+}
