@@ -113,8 +113,10 @@ where
     /// A value from the pool, in a guard that returns it when dropped.
     ///
     /// On the owner thread with its slot idle, this is a thread-local read,
-    /// two atomic loads and an atomic store. Otherwise the value comes from the
-    /// spill, or from `create` if the spill has none.
+    /// three atomic loads and an atomic store. Otherwise the value comes from
+    /// the spill (with the default strategy, the thread's own pocket first:
+    /// plain loads and stores too), else from an idle value anywhere in the
+    /// pool, else from `create`.
     ///
     /// # Panics
     ///
@@ -215,8 +217,8 @@ where
     fn fill_owner_slot(&self, caller: usize, value: T) -> Held<T> {
         match self.owner.fill(caller, value) {
             Ok(ticket) => Held::Owner(ticket),
-            // Unreachable by the slot protocol (only `caller` could have left
-            // the empty state), but a spilled value is a correct answer too.
+            // A thief is looking at the slot right now (rare): the value
+            // goes out as a spilled one; the slot is refilled on a later get.
             Err(value) => Held::Spilled(Box::new(value)),
         }
     }
