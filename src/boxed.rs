@@ -16,7 +16,7 @@ use std::panic::{RefUnwindSafe, UnwindSafe};
 pub type BoxedCreate<T> = Box<dyn Fn() -> T + Send + Sync + UnwindSafe + RefUnwindSafe>;
 
 /// A pool whose hooks are boxed, so that its type is short to write whatever
-/// closures made it: built with [`PoolBuilder::build_boxed`]. `S` and `M`
+/// closures made it: built with [`PoolBuilder::build_boxed`](crate::PoolBuilder::build_boxed). `S` and `M`
 /// default to the default strategy and no stats.
 ///
 /// ```
