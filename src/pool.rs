@@ -331,6 +331,15 @@ where
     fn give_back_spilled(&self, value: Box<T>) {
         self.stats.count(Event::Return);
         self.offer(value);
+        // A spill with a ceiling (`Bounded`) keeps it across `decay`: while
+        // values are set aside, a returned one takes the place of one of
+        // them.
+        if self.spill.ceiling().is_some() {
+            if let Some(stale) = self.victims.pop() {
+                self.stats.count(Event::Decayed(1));
+                drop(stale);
+            }
+        }
     }
 
     /// Offers a reset value to the spill, dropping it if refused.
@@ -468,7 +477,10 @@ where
     /// Reaches every strategy, every thread's pocket and the owner slot, from
     /// any thread, through the same asymmetric barrier as [`trim`](Pool::trim).
     /// Values set aside stay idle and reusable: a get finds them when the
-    /// spill has none.
+    /// spill has none. With a spill that promises a ceiling
+    /// ([`Bounded`](crate::spill::Bounded)), each value returned (or `put`)
+    /// while some are set aside takes the place of one, which is dropped then
+    /// (counted as decayed), so the ceiling holds across `decay`.
     ///
     /// ```
     /// let pool = mempool::Pool::builder().create(Vec::<u8>::new).stats().build();

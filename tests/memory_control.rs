@@ -157,8 +157,15 @@ fn decay_returns_memory_after_a_burst() {
         let idle = pool.idle();
         assert!(idle <= 2, "{name}: {idle} idle after two decays");
         let s = pool.stats().unwrap();
-        assert_eq!(s.decayed, dropped as u64, "{name}");
-        assert_eq!(dropped + idle, burst, "{name}: every other value went");
+        assert_eq!(
+            s.decayed as usize + idle,
+            burst,
+            "{name}: every other value went"
+        );
+        if name != "Bounded" {
+            // Without a ceiling, set-aside values wait for the next decay.
+            assert_eq!(s.decayed, dropped as u64, "{name}");
+        }
         common::check_invariants(&s);
     }
     check("PerThread", spill::PerThread::default());

@@ -142,6 +142,16 @@ impl Model {
         }
     }
 
+    /// A returned (or put) value that went to the spill: with a spill that
+    /// has a ceiling, it takes the place of one value `decay` set aside.
+    fn give_back_spilled(&mut self) {
+        self.offer();
+        if self.capacity != usize::MAX && self.victims > 0 {
+            self.victims -= 1;
+            self.stats.decayed += 1;
+        }
+    }
+
     fn get(&mut self) {
         self.stats.gets += 1;
         match self.owner_full {
@@ -173,7 +183,7 @@ impl Model {
         if from_owner {
             self.owner_in_use = false;
         } else {
-            self.offer();
+            self.give_back_spilled();
         }
     }
 
@@ -210,7 +220,7 @@ impl Model {
             self.kept -= 1;
             self.stats.returns += 1;
             self.stats.puts += 1;
-            self.offer();
+            self.give_back_spilled();
         }
     }
 

@@ -68,6 +68,10 @@ impl<T> Spill<T> for Bounded<T> {
     fn len(&self) -> usize {
         self.queue.len()
     }
+
+    fn ceiling(&self) -> Option<usize> {
+        Some(self.queue.capacity())
+    }
 }
 
 impl<T> Drop for Bounded<T> {

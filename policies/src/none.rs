@@ -30,6 +30,10 @@ impl<T> Spill<T> for None {
         0
     }
 
+    fn ceiling(&self) -> Option<usize> {
+        Some(0)
+    }
+
     fn trim(&self) -> usize {
         0
     }

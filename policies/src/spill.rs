@@ -83,6 +83,21 @@ pub trait Spill<T> {
         self.len() == 0
     }
 
+    /// The most idle values this spill ever holds, if it promises a ceiling
+    /// (`None`, the provided answer, for one that keeps what it is given). A
+    /// pool with a ceiling keeps it across `decay`, which otherwise sets idle
+    /// values aside outside the spill until its next call.
+    ///
+    /// ```
+    /// use mempool_policies::{Bounded, LockFree, Spill};
+    ///
+    /// assert_eq!(Spill::<u8>::ceiling(&Bounded::<u8>::new(4)), Some(4));
+    /// assert_eq!(Spill::<u8>::ceiling(&LockFree::<u8>::new()), None);
+    /// ```
+    fn ceiling(&self) -> Option<usize> {
+        Option::None
+    }
+
     /// Takes out every idle value the spill holds now, for the caller to
     /// drop. The provided version pops at most [`len`](Spill::len) values, so
     /// it ends even while other threads keep pushing.
@@ -143,6 +158,10 @@ impl<T, S: Spill<T> + ?Sized> Spill<T> for Box<S> {
 
     fn drain(&self) -> Vec<Box<T>> {
         (**self).drain()
+    }
+
+    fn ceiling(&self) -> Option<usize> {
+        (**self).ceiling()
     }
 
     fn trim(&self) -> usize {
