@@ -18,6 +18,16 @@
 
 mod common;
 
+/// A loop count, a tenth of it under valgrind (where `.ci/run` sets
+/// `MEMPOOL_STRESS_CYCLES` and threads run one at a time, 50 times slower).
+fn scaled(n: usize) -> usize {
+    if std::env::var_os("MEMPOOL_STRESS_CYCLES").is_some() {
+        (n / 10).max(1)
+    } else {
+        n
+    }
+}
+
 use common::{next_guard, silence_expected_panics, Ledger, Tracked};
 use mempool::{spill, BoxedPool, Pool, PoolGuard, Spill, Stats, StatsCounters};
 use mempool_policies::sync::ThreadSlots;
@@ -667,7 +677,7 @@ fn guards_of_an_exited_thread_dropped_while_its_index_is_reused() {
                 let inherited = ids.contains(&first.id);
                 drop(first);
                 info_tx.send(Some(inherited)).unwrap();
-                for i in 0..20_000u64 {
+                for i in 0..scaled(20_000) as u64 {
                     let a = p.get();
                     let ga = next_guard();
                     a.hold(ga);
@@ -692,7 +702,7 @@ fn guards_of_an_exited_thread_dropped_while_its_index_is_reused() {
                         g.release(id);
                         drop(g);
                     }
-                    for i in 0..20_000u64 {
+                    for i in 0..scaled(20_000) as u64 {
                         let a = pool.get();
                         let ga = next_guard();
                         a.hold(ga);
@@ -773,7 +783,7 @@ fn owner_exits_with_its_guard_out() {
         std::thread::scope(|s| {
             for _ in 0..2 {
                 s.spawn(|| {
-                    for i in 0..2_000 {
+                    for i in 0..scaled(2_000) {
                         let a = pool.get();
                         a.use_for(|| ());
                         assert_ne!(a.id, owner_id, "the value in use was handed out");
@@ -1081,7 +1091,7 @@ fn panics_in_every_hook_and_in_drop_during_trim_and_decay() {
 /// One thread only gets, one only returns (through a channel), a third
 /// calls `decay`, `trim` and `try_get` all along.
 fn pipeline<S: Spill<Tracked> + Send + Sync + 'static>(name: &str, spill: S) {
-    const ITEMS: u64 = 60_000;
+    let items = scaled(60_000) as u64;
     let ledger = Ledger::new();
     let l = Arc::clone(&ledger);
     let pool = Arc::new(
@@ -1098,7 +1108,7 @@ fn pipeline<S: Spill<Tracked> + Send + Sync + 'static>(name: &str, spill: S) {
     std::thread::scope(|s| {
         let p = &pool;
         s.spawn(move || {
-            for i in 0..ITEMS {
+            for i in 0..items {
                 let g = if i % 2 == 0 {
                     p.get_owned()
                 } else {
@@ -1220,7 +1230,7 @@ fn short_threads_with_pools_created_and_dropped() {
     let shared_tag = next_tag();
     let shared = tagged_pool(shared_tag, &ledger);
     let same_address = AtomicUsize::new(0);
-    for _ in 0..600 {
+    for _ in 0..scaled(600) {
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
@@ -1271,7 +1281,7 @@ fn short_threads_with_pools_created_and_dropped() {
 #[test]
 fn more_pools_than_cache_ways_alternately_on_one_thread() {
     const POOLS: usize = 9;
-    const ROUNDS: usize = 20_000;
+    let rounds = scaled(20_000);
     let ledger = Ledger::new();
     let pools: Vec<(usize, Box<TaggedPool>)> = (0..POOLS)
         .map(|_| {
@@ -1283,7 +1293,7 @@ fn more_pools_than_cache_ways_alternately_on_one_thread() {
         for t in 0..3 {
             let pools = &pools;
             s.spawn(move || {
-                for i in 0..ROUNDS {
+                for i in 0..rounds {
                     let (ta, a) = &pools[(i + t) % POOLS];
                     let (tb, b) = &pools[(i * 7 + 3 * t + 1) % POOLS];
                     let ga = a.get();
@@ -1298,7 +1308,7 @@ fn more_pools_than_cache_ways_alternately_on_one_thread() {
         }
     });
     let gets: u64 = pools.iter().map(|(_, p)| p.stats().unwrap().gets).sum();
-    assert_eq!(gets, (3 * ROUNDS * 2) as u64);
+    assert_eq!(gets, (3 * rounds * 2) as u64);
     for (tag, p) in &pools {
         let s = p.stats().unwrap();
         check_identities(&s, &format!("pool {tag}"));
@@ -1316,7 +1326,7 @@ fn more_pools_than_cache_ways_alternately_on_one_thread() {
 fn thread_slots_are_never_confused() {
     let mut collisions = 0;
     let mut last = 0usize;
-    for round in 1..20_000usize {
+    for round in 1..scaled(20_000) {
         let a: Box<ThreadSlots<AtomicUsize>> = Box::new(ThreadSlots::new());
         let address = &*a as *const _ as usize;
         collisions += usize::from(address == last);
@@ -1343,7 +1353,7 @@ fn thread_slots_are_never_confused() {
             let (alive, together) = (&alive, &together);
             s.spawn(move || {
                 together.wait();
-                for round in 0..5_000usize {
+                for round in 0..scaled(5_000) {
                     for (k, slots) in alive.iter().enumerate() {
                         let slot = slots.get().unwrap();
                         let want = if round == 0 {
@@ -1369,7 +1379,8 @@ fn thread_slots_during_thread_exit() {
     static SLOTS: OnceLock<ThreadSlots<AtomicUsize>> = OnceLock::new();
     let slots = SLOTS.get_or_init(ThreadSlots::new);
     let seen = Arc::new(Mutex::new(Vec::new()));
-    for _ in 0..200 {
+    let threads = scaled(200);
+    for _ in 0..threads {
         let seen2 = Arc::clone(&seen);
         std::thread::spawn(move || {
             let seen3 = Arc::clone(&seen2);
@@ -1393,7 +1404,7 @@ fn thread_slots_during_thread_exit() {
         .unwrap();
     }
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 400);
+    assert_eq!(seen.len(), 2 * threads);
     assert!(seen
         .iter()
         .filter(|(when, _)| *when == "early")
@@ -1443,7 +1454,7 @@ fn zero_sized_and_over_aligned_values() {
         for t in 0..4 {
             let (pool, wide) = (&pool, &wide);
             s.spawn(move || {
-                for i in 0..20_000 {
+                for i in 0..scaled(20_000) {
                     let a = pool.get();
                     let b = pool.get();
                     drop((a, b));

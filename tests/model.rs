@@ -388,8 +388,18 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
     Ok(())
 }
 
+/// 256 cases per strategy; 32 under valgrind, where `.ci/run` sets
+/// `MEMPOOL_STRESS_CYCLES` and everything runs about 50 times slower.
+fn cases() -> u32 {
+    if std::env::var_os("MEMPOOL_STRESS_CYCLES").is_some() {
+        32
+    } else {
+        256
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn per_thread_matches_the_model(ops in prop::collection::vec(op(), 0..60)) {
