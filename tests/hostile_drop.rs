@@ -42,10 +42,19 @@ fn trim_ends_when_drop_reenters<S: Spill<OnDrop> + Send + Sync + 'static>(name: 
     });
     let pool = Arc::new(Pool::builder().create(create).spill(spill).build());
     let weak: Weak<Pool<OnDrop, Create, mempool::NoReset, S>> = Arc::downgrade(&pool);
+    thread_local! {
+        /// Set while a hook runs: a value dropped inside it (with `None`,
+        /// the one it got and returned) does not recurse, forever.
+        static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
     let _ = hook.set(Box::new(move || {
+        if IN_HOOK.replace(true) {
+            return;
+        }
         if let Some(pool) = weak.upgrade() {
             drop(pool.get());
         }
+        IN_HOOK.set(false);
     }));
     // This thread owns the slot; the trimming thread does not, so the values
     // its `Drop`s get and return go through the spill, the case that looped.
