@@ -28,29 +28,14 @@ fn scaled(n: usize) -> usize {
     }
 }
 
-use common::{next_guard, silence_expected_panics, Ledger, Tracked};
-use mempool::{spill, BoxedPool, Pool, PoolGuard, Spill, Stats, StatsCounters};
+use common::{at_exit, next_guard, silence_expected_panics, Ledger, Tracked, EARLY, LATE};
+use mempool::{spill, BoxedPool, Pool, PoolGuard, Spill, StatsCounters};
 use mempool_policies::sync::ThreadSlots;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock, Weak};
 use std::time::Duration;
-
-/// The two identities `Stats` documents, for a pool no thread is using.
-#[track_caller]
-fn check_identities(s: &Stats, what: &str) {
-    assert_eq!(
-        s.creates + s.puts,
-        s.idle as u64 + s.in_use + s.discarded + s.rejected + s.decayed + s.trimmed + s.taken,
-        "{what}: creates + puts == idle + in_use + discarded + rejected + decayed + trimmed + taken: {s}"
-    );
-    assert_eq!(
-        s.gets + s.puts,
-        s.returns + s.taken + s.in_use,
-        "{what}: gets + puts == returns + taken + in_use: {s}"
-    );
-}
 
 /// Runs `f` on a thread of its own and fails if it does not end in time (a
 /// re-entrant `trim` or `decay` that never ends must fail, not hang).
@@ -194,7 +179,7 @@ fn hooks_that_use_their_own_pool() {
             "{hook:?}: the hook never re-entered"
         );
         let s = pool.stats().unwrap();
-        check_identities(&s, &format!("{hook:?}"));
+        common::check_identities(&s, &format!("{hook:?}"));
         assert_eq!(s.in_use, 0, "{hook:?}: {s}");
         assert_eq!(
             ledger.created(),
@@ -271,7 +256,7 @@ fn hooks_that_use_their_own_static_pool() {
         });
     });
     let s = POOL.stats().unwrap();
-    check_identities(&s, "static pool");
+    common::check_identities(&s, "static pool");
     assert_eq!(s.in_use, 0, "{s}");
     assert_eq!(s.creates as usize, MADE.load(SeqCst));
 }
@@ -373,7 +358,7 @@ fn drop_reenters<S: Spill<OnDrop> + Send + Sync + 'static>(name: &str, spill: im
                 });
             });
             let s = pool.stats().unwrap();
-            check_identities(&s, &what);
+            common::check_identities(&s, &what);
             assert_eq!(ledger.created(), ledger.dropped() + pool.idle(), "{what}");
             assert!(!ledger.double_use.load(SeqCst), "{what}");
             drop(pool);
@@ -451,7 +436,7 @@ fn drop_during_a_panicking_reset_uses_the_pool() {
         g.t.use_for(|| ());
         drop(g);
         let s = pool.stats().unwrap();
-        check_identities(&s, "panicking reset, Drop re-enters");
+        common::check_identities(&s, "panicking reset, Drop re-enters");
         assert_eq!(s.in_use, 0, "{s}");
         assert!(!ledger.double_use.load(SeqCst));
         assert_eq!(ledger.created(), ledger.dropped() + pool.idle());
@@ -463,25 +448,6 @@ fn drop_during_a_panicking_reset_uses_the_pool() {
 // ---------------------------------------------------------------------------
 // Attack 2: guards returned during thread exit; index reuse.
 // ---------------------------------------------------------------------------
-
-struct AtExit(RefCell<Vec<Box<dyn FnOnce()>>>);
-
-impl Drop for AtExit {
-    fn drop(&mut self) {
-        for f in self.0.take() {
-            f();
-        }
-    }
-}
-
-thread_local! {
-    static EARLY: AtExit = const { AtExit(RefCell::new(Vec::new())) };
-    static LATE: AtExit = const { AtExit(RefCell::new(Vec::new())) };
-}
-
-fn at_exit(key: &'static std::thread::LocalKey<AtExit>, f: impl FnOnce() + 'static) {
-    key.with(|a| a.0.borrow_mut().push(Box::new(f)));
-}
 
 /// Everything the new features let a thread do with a pool during its exit.
 fn use_during_exit<S: Spill<Tracked>, M: mempool::StatsLayer>(
@@ -539,7 +505,7 @@ where
         assert!(!ledger.double_use.load(SeqCst), "{what}");
         if let Some(s) = pool.stats() {
             assert_eq!(s.in_use, 0, "{what}: {s}");
-            check_identities(&s, &what);
+            common::check_identities(&s, &what);
         }
         drop(pool.get());
         drop(pool);
@@ -746,7 +712,7 @@ fn guards_of_an_exited_thread_dropped_while_its_index_is_reused() {
         );
         let s = pool.stats().unwrap();
         assert_eq!(s.in_use, 0, "{s}");
-        check_identities(&s, "index reuse");
+        common::check_identities(&s, "index reuse");
         drop(pool);
         assert_eq!(
             ledger.created(),
@@ -824,7 +790,7 @@ fn owner_exits_with_its_guard_out() {
         );
         assert!(!ledger.double_use.load(SeqCst));
         let s = pool.stats().unwrap();
-        check_identities(&s, "owner exited");
+        common::check_identities(&s, "owner exited");
         assert_eq!(ledger.created(), ledger.dropped() + pool.idle());
         drop(pool);
         assert_eq!(ledger.created(), ledger.dropped());
@@ -913,7 +879,7 @@ fn panic_matrix<S: Spill<Bomb> + Send + Sync>(name: &str, spill: S) {
     let check = |held: usize| {
         let s = pool.stats().unwrap();
         let what = format!("{name}, after {}", step.get());
-        check_identities(&s, &what);
+        common::check_identities(&s, &what);
         assert_eq!(s.in_use, held as u64, "{what}: {s}");
         assert_eq!(
             ledger.created(),
@@ -1146,7 +1112,7 @@ fn pipeline<S: Spill<Tracked> + Send + Sync + 'static>(name: &str, spill: S) {
         "{name}: a value held twice"
     );
     let s = pool.stats().unwrap();
-    check_identities(&s, name);
+    common::check_identities(&s, name);
     assert_eq!(s.in_use, 0, "{name}: {s}");
     assert_eq!(ledger.created(), ledger.dropped() + pool.idle(), "{name}");
     drop(pool);
@@ -1311,7 +1277,7 @@ fn more_pools_than_cache_ways_alternately_on_one_thread() {
     assert_eq!(gets, (3 * rounds * 2) as u64);
     for (tag, p) in &pools {
         let s = p.stats().unwrap();
-        check_identities(&s, &format!("pool {tag}"));
+        common::check_identities(&s, &format!("pool {tag}"));
         assert!(s.creates <= 24, "pool {tag} made {} values: {s}", s.creates);
     }
     assert!(!ledger.double_use.load(SeqCst));
@@ -1474,7 +1440,7 @@ fn zero_sized_and_over_aligned_values() {
         }
     });
     let s = pool.stats().unwrap();
-    check_identities(&s, "zst");
+    common::check_identities(&s, "zst");
     assert_eq!(
         ZST_MADE.load(SeqCst),
         ZST_DROPPED.load(SeqCst) + pool.idle()
@@ -1567,7 +1533,7 @@ fn waves_of_threads_alive_at_once() {
         });
         assert!(!ledger.double_use.load(SeqCst));
         let s = pool.stats().unwrap();
-        check_identities(&s, &format!("wave {wave}"));
+        common::check_identities(&s, &format!("wave {wave}"));
         assert_eq!(ledger.created(), ledger.dropped() + pool.idle());
     }
     // The second wave made nothing new: it found the first wave's values.
@@ -1615,7 +1581,7 @@ fn a_forgotten_owner_guard() {
     });
     let s = pool.stats().unwrap();
     assert_eq!(s.in_use, 1, "{s}");
-    check_identities(&s, "forgotten");
+    common::check_identities(&s, "forgotten");
     drop(pool);
     assert_eq!(
         MADE.load(SeqCst),

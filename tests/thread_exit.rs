@@ -12,30 +12,10 @@
 
 mod common;
 
-use common::{Ledger, Tracked};
+use common::{at_exit, Ledger, Tracked, EARLY, LATE};
 use mempool::{spill, Pool, PoolGuard, Spill, StatsLayer};
 use std::cell::RefCell;
 use std::sync::Arc;
-
-/// Runs its closures when the thread's thread-locals are destroyed.
-struct AtExit(RefCell<Vec<Box<dyn FnOnce()>>>);
-
-impl Drop for AtExit {
-    fn drop(&mut self) {
-        for f in self.0.take() {
-            f();
-        }
-    }
-}
-
-thread_local! {
-    static EARLY: AtExit = const { AtExit(RefCell::new(Vec::new())) };
-    static LATE: AtExit = const { AtExit(RefCell::new(Vec::new())) };
-}
-
-fn at_exit(key: &'static std::thread::LocalKey<AtExit>, f: impl FnOnce() + 'static) {
-    key.with(|a| a.0.borrow_mut().push(Box::new(f)));
-}
 
 type Create = Box<dyn Fn() -> Tracked + Send + Sync>;
 

@@ -157,15 +157,45 @@ macro_rules! stats {
 
 /// The two identities `mempool::Stats` documents, for a pool no thread is
 /// using.
+#[track_caller]
 pub fn check_invariants(s: &mempool::Stats) {
+    check_identities(s, "");
+}
+
+/// [`check_invariants`], with `what` in the failure message.
+#[track_caller]
+pub fn check_identities(s: &mempool::Stats, what: &str) {
     assert_eq!(
         s.creates + s.puts,
         s.idle as u64 + s.in_use + s.discarded + s.rejected + s.decayed + s.trimmed + s.taken,
-        "creates + puts == idle + in_use + discarded + rejected + decayed + trimmed + taken: {s}"
+        "{what}: creates + puts == idle + in_use + discarded + rejected + decayed + trimmed + taken: {s}"
     );
     assert_eq!(
         s.gets + s.puts,
         s.returns + s.taken + s.in_use,
-        "gets + puts == returns + taken + in_use: {s}"
+        "{what}: gets + puts == returns + taken + in_use: {s}"
     );
+}
+
+/// Runs its closures when the thread's thread-locals are destroyed.
+pub struct AtExit(std::cell::RefCell<Vec<Box<dyn FnOnce()>>>);
+
+impl Drop for AtExit {
+    fn drop(&mut self) {
+        for f in self.0.take() {
+            f();
+        }
+    }
+}
+
+thread_local! {
+    /// For destructors registered before the pool's own per-thread state.
+    pub static EARLY: AtExit = const { AtExit(std::cell::RefCell::new(Vec::new())) };
+    /// For destructors registered after it.
+    pub static LATE: AtExit = const { AtExit(std::cell::RefCell::new(Vec::new())) };
+}
+
+/// Runs `f` when `key` is destroyed at thread exit.
+pub fn at_exit(key: &'static std::thread::LocalKey<AtExit>, f: impl FnOnce() + 'static) {
+    key.with(|a| a.0.borrow_mut().push(Box::new(f)));
 }
