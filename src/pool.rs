@@ -245,24 +245,21 @@ where
 
     #[inline(always)]
     fn pop_or_create(&self) -> Box<T> {
-        match self.spill.pop() {
-            Some(value) => {
-                self.stats.count(Event::SpillHit);
-                value
-            }
-            None => self.reuse_elsewhere_or_create(),
+        match self.reuse() {
+            Some(value) => value,
+            None => self.create_boxed(),
         }
     }
 
     #[cold]
-    fn reuse_elsewhere_or_create(&self) -> Box<T> {
-        self.reuse_elsewhere()
-            .unwrap_or_else(|| Box::new(self.create()))
+    fn create_boxed(&self) -> Box<T> {
+        Box::new(self.create())
     }
 
     /// An idle value from anywhere but the owner's fast path: the spill, the
     /// values the last `decay` set aside, or the owner slot (whose owner may
     /// have exited; a heavy barrier when it looks full).
+    #[inline(always)]
     fn reuse(&self) -> Option<Box<T>> {
         if let Some(value) = self.spill.pop() {
             self.stats.count(Event::SpillHit);

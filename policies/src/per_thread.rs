@@ -1,6 +1,6 @@
 use crate::barrier;
 use crate::lazy_queue::LazyQueue;
-use crate::pocket::{Pocket, SLOTS};
+use crate::pocket::Pocket;
 use crate::sync::ThreadSlots;
 use crate::Spill;
 use crossbeam_utils::CachePadded;
@@ -83,26 +83,42 @@ impl<T> PerThread<T> {
         if let Some(value) = self.overflow.pop() {
             return Some(value);
         }
-        let victims: Vec<&Pocket<T>> = self
+        let mut taken = Vec::with_capacity(1);
+        self.steal_into(&mut taken, own, VICTIMS, 1, true);
+        taken.pop()
+    }
+
+    /// Announces a steal to up to `limit` pockets that hold values (all but
+    /// `skip`), issues one heavy barrier for all of them, and moves up to
+    /// `want` values in all into `out`. `reuse`: the values go to another
+    /// thread's use, which marks the pockets robbed.
+    fn steal_into(
+        &self,
+        out: &mut Vec<Box<T>>,
+        skip: Option<&Pocket<T>>,
+        limit: usize,
+        want: usize,
+        reuse: bool,
+    ) {
+        let announced: Vec<&Pocket<T>> = self
             .pockets
             .iter()
             .map(|pocket| &**pocket)
-            .filter(|pocket| !own.is_some_and(|own| std::ptr::eq(own, *pocket)))
+            .filter(|pocket| !skip.is_some_and(|skip| std::ptr::eq(skip, *pocket)))
             .filter(|pocket| pocket.announce())
-            .take(VICTIMS)
+            .take(limit)
             .collect();
-        if victims.is_empty() {
-            return None;
+        if announced.is_empty() {
+            return;
         }
         barrier::heavy();
-        let mut taken = Vec::with_capacity(1);
-        for pocket in victims {
+        let start = out.len();
+        for pocket in announced {
             // Every announced pocket must be withdrawn from, even once we
-            // have our value.
-            let want = 1 - taken.len();
-            pocket.steal_announced(&mut taken, want, true);
+            // have what we want.
+            let still = want.saturating_sub(out.len() - start);
+            pocket.steal_announced(out, still, reuse);
         }
-        taken.pop()
     }
 }
 
@@ -150,18 +166,7 @@ impl<T> Spill<T> for PerThread<T> {
             .map_while(|_| self.overflow.pop())
             .collect();
         // One heavy barrier for every pocket at once.
-        let announced: Vec<&Pocket<T>> = self
-            .pockets
-            .iter()
-            .map(|pocket| &**pocket)
-            .filter(|pocket| pocket.announce())
-            .collect();
-        if !announced.is_empty() {
-            barrier::heavy();
-            for pocket in announced {
-                pocket.steal_announced(&mut values, SLOTS, false);
-            }
-        }
+        self.steal_into(&mut values, None, usize::MAX, usize::MAX, false);
         values
     }
 }

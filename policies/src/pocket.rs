@@ -75,7 +75,7 @@ use std::ptr;
 
 /// How many values a pocket holds: enough for a thread that nests two gets
 /// (three on the owner thread, with the owner slot).
-pub(crate) const SLOTS: usize = 2;
+const SLOTS: usize = 2;
 
 /// Steal-word bit: a thief is in.
 const STEALING: u8 = 2;
