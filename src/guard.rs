@@ -1,14 +1,16 @@
-use crate::owner::Ticket;
 use crate::stats::StatsLayer;
 use crate::{DefaultSpill, NoReset, Pool, Reset, Spill};
+use mempool_policies::slot::Ticket;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-/// Where a guard's value lives: in the pool's owner slot, or boxed on its own.
+/// Where a guard's value lives: in the pool's owner slot, in a slot of a
+/// thread's pocket (`PerThread`), or boxed on its own.
 pub(crate) enum Held<T> {
     Owner(Ticket<T>),
+    Pocket(Ticket<T>),
     Spilled(Box<T>),
 }
 
@@ -16,7 +18,7 @@ impl<T> Held<T> {
     #[inline(always)]
     pub(crate) fn get(&self) -> &T {
         match self {
-            Held::Owner(ticket) => ticket.value(),
+            Held::Owner(ticket) | Held::Pocket(ticket) => ticket.value(),
             Held::Spilled(value) => value,
         }
     }
@@ -24,14 +26,14 @@ impl<T> Held<T> {
     #[inline(always)]
     pub(crate) fn get_mut(&mut self) -> &mut T {
         match self {
-            Held::Owner(ticket) => ticket.value_mut(),
+            Held::Owner(ticket) | Held::Pocket(ticket) => ticket.value_mut(),
             Held::Spilled(value) => value,
         }
     }
 
     pub(crate) fn into_inner(self) -> T {
         match self {
-            Held::Owner(ticket) => ticket.take(),
+            Held::Owner(ticket) | Held::Pocket(ticket) => ticket.take(),
             Held::Spilled(value) => *value,
         }
     }
@@ -42,8 +44,9 @@ impl<T> Held<T> {
 ///
 /// `Send` when `T` is `Send` and the pool is `Sync`: a guard may be dropped on
 /// another thread than the one that got it. Forgetting a guard
-/// (`mem::forget`) leaks its value, and if it came from the owner slot, the
-/// owner thread gets its values from the spill from then on.
+/// (`mem::forget`) leaks its value, and if it came from the owner slot or a
+/// pocket's slot, that slot stays in use: its thread gets its values
+/// elsewhere from then on.
 ///
 /// ```
 /// let pool = mempool::Pool::new(Vec::<u8>::new);
@@ -263,6 +266,7 @@ macro_rules! guard_common_impls {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let from = match &*self.held {
                     Held::Owner(_) => "owner slot",
+                    Held::Pocket(_) => "pocket",
                     Held::Spilled(_) => "spill",
                 };
                 f.debug_struct(stringify!($guard))

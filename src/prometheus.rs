@@ -9,7 +9,7 @@
 //! | metric | type | from |
 //! |---|---|---|
 //! | `mempool_gets_total` | counter | [`Stats::gets`] |
-//! | `mempool_owner_hits_total` | counter | [`Stats::owner_hits`] |
+//! | `mempool_slot_hits_total` | counter | [`Stats::slot_hits`] |
 //! | `mempool_spill_hits_total` | counter | [`Stats::spill_hits`] |
 //! | `mempool_creates_total` | counter | [`Stats::creates`] |
 //! | `mempool_prefilled_total` | counter | [`Stats::prefilled`] |
@@ -273,7 +273,7 @@ struct Family {
 #[rustfmt::skip]
 const FAMILIES: &[Family] = &[
     Family { name: "mempool_gets", help: "Guards handed out.", kind: MetricType::Counter, value: |s| s.gets },
-    Family { name: "mempool_owner_hits", help: "Gets served by the owner slot.", kind: MetricType::Counter, value: |s| s.owner_hits },
+    Family { name: "mempool_slot_hits", help: "Gets served by a slot: the calling thread's pocket, or the owner slot.", kind: MetricType::Counter, value: |s| s.slot_hits },
     Family { name: "mempool_spill_hits", help: "Gets served by a value reused from the spill.", kind: MetricType::Counter, value: |s| s.spill_hits },
     Family { name: "mempool_creates", help: "Values made by the create hook, prefill included.", kind: MetricType::Counter, value: |s| s.creates },
     Family { name: "mempool_prefilled", help: "Values made by prefill.", kind: MetricType::Counter, value: |s| s.prefilled },

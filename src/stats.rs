@@ -53,9 +53,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Guards handed out (`get` and `get_owned`).
     pub gets: u64,
-    /// Gets served by the owner slot's value without creating: on the owner
-    /// thread, or by another thread that took the idle value over.
-    pub owner_hits: u64,
+    /// Gets served by a slot's value without creating: with `PerThread`, by
+    /// the calling thread's own pocket; else by the owner slot, on the owner
+    /// thread or on another thread that took its idle value over.
+    pub slot_hits: u64,
     /// Gets served by a value reused from the spill.
     pub spill_hits: u64,
     /// Values made by the `create` hook, for gets and for prefill.
@@ -92,7 +93,7 @@ impl Stats {
     ///
     /// ```
     /// let mut s = mempool::Stats::default();
-    /// (s.gets, s.owner_hits, s.spill_hits, s.creates) = (4, 2, 1, 1);
+    /// (s.gets, s.slot_hits, s.spill_hits, s.creates) = (4, 2, 1, 1);
     /// assert_eq!(s.hit_rate(), 0.75);
     /// assert_eq!(mempool::Stats::default().hit_rate(), 0.0);
     /// ```
@@ -100,7 +101,7 @@ impl Stats {
         if self.gets == 0 {
             return 0.0;
         }
-        (self.owner_hits + self.spill_hits) as f64 / self.gets as f64
+        (self.slot_hits + self.spill_hits) as f64 / self.gets as f64
     }
 }
 
@@ -109,18 +110,18 @@ impl fmt::Display for Stats {
     ///
     /// ```
     /// let mut s = mempool::Stats::default();
-    /// (s.gets, s.owner_hits, s.creates) = (2, 1, 1);
-    /// assert!(s.to_string().starts_with("hit_rate=50.0% gets=2 owner_hits=1"));
+    /// (s.gets, s.slot_hits, s.creates) = (2, 1, 1);
+    /// assert!(s.to_string().starts_with("hit_rate=50.0% gets=2 slot_hits=1"));
     /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "hit_rate={:.1}% gets={} owner_hits={} spill_hits={} creates={} prefilled={} \
+            "hit_rate={:.1}% gets={} slot_hits={} spill_hits={} creates={} prefilled={} \
              returns={} puts={} spilled={} discarded={} taken={} trimmed={} rejected={} \
              decayed={} idle={} in_use={}",
             self.hit_rate() * 100.0,
             self.gets,
-            self.owner_hits,
+            self.slot_hits,
             self.spill_hits,
             self.creates,
             self.prefilled,
@@ -178,8 +179,9 @@ pub trait StatsLayer: sealed::Sealed {
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     SpillHit,
-    /// Another thread took the owner slot's idle value for a get.
-    OwnerStolen,
+    /// A get served by the calling thread's pocket (`PerThread`), or by the
+    /// owner slot's idle value taken over by another thread.
+    SlotHit,
     Create,
     Prefill,
     Return,
@@ -241,7 +243,7 @@ struct OwnerCounts {
 
 #[derive(Default)]
 struct ThreadCounts {
-    owner_stolen: AtomicU64,
+    slot_hits: AtomicU64,
     spill_hits: AtomicU64,
     creates: AtomicU64,
     prefilled: AtomicU64,
@@ -259,7 +261,7 @@ impl ThreadCounts {
     fn counter(&self, event: Event) -> (&AtomicU64, u64) {
         match event {
             Event::SpillHit => (&self.spill_hits, 1),
-            Event::OwnerStolen => (&self.owner_stolen, 1),
+            Event::SlotHit => (&self.slot_hits, 1),
             Event::Create => (&self.creates, 1),
             Event::Prefill => (&self.prefilled, 1),
             Event::Return => (&self.returns, 1),
@@ -274,7 +276,7 @@ impl ThreadCounts {
     }
 
     fn add_to(&self, s: &mut Stats) {
-        s.owner_hits += read(&self.owner_stolen);
+        s.slot_hits += read(&self.slot_hits);
         s.spill_hits += read(&self.spill_hits);
         s.creates += read(&self.creates);
         s.prefilled += read(&self.prefilled);
@@ -328,7 +330,7 @@ impl StatsLayer for StatsCounters {
 
     fn snapshot(&self, idle: usize) -> Option<Stats> {
         let mut s = Stats {
-            owner_hits: read(&self.owner.hits),
+            slot_hits: read(&self.owner.hits),
             returns: read(&self.owner.returns),
             idle,
             ..Stats::default()
@@ -339,7 +341,7 @@ impl StatsLayer for StatsCounters {
         self.shared.add_to(&mut s);
         // Every get is an owner hit, a spill hit or a create; every create
         // that is not a prefill was made for a get.
-        s.gets = s.owner_hits + s.spill_hits + s.creates.saturating_sub(s.prefilled);
+        s.gets = s.slot_hits + s.spill_hits + s.creates.saturating_sub(s.prefilled);
         // Saturating: while threads run, a snapshot may see a return before
         // the get it answers.
         s.in_use = (s.gets + s.puts).saturating_sub(s.returns + s.taken);
@@ -350,7 +352,7 @@ impl StatsLayer for StatsCounters {
 impl fmt::Debug for StatsCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StatsCounters")
-            .field("owner_hits", &read(&self.owner.hits))
+            .field("slot_hits", &read(&self.owner.hits))
             .field("threads", &self.threads.iter().count())
             .finish()
     }

@@ -15,8 +15,8 @@ fn display_is_one_line() {
     assert!(!line.contains('\n'));
     assert_eq!(
         line,
-        "hit_rate=0.0% gets=2 owner_hits=0 spill_hits=0 creates=2 prefilled=0 returns=2 \
-         puts=0 spilled=1 discarded=0 taken=0 trimmed=0 rejected=0 decayed=0 idle=2 in_use=0"
+        "hit_rate=0.0% gets=2 slot_hits=0 spill_hits=0 creates=2 prefilled=0 returns=2 \
+         puts=0 spilled=0 discarded=0 taken=0 trimmed=0 rejected=0 decayed=0 idle=2 in_use=0"
     );
 }
 
@@ -243,7 +243,7 @@ mod prometheus {
         assert_eq!(value(&samples, "mempool_gets_total", "a"), Some(6000.0));
         for (name, expected) in [
             ("mempool_gets_total", stats.gets),
-            ("mempool_owner_hits_total", stats.owner_hits),
+            ("mempool_slot_hits_total", stats.slot_hits),
             ("mempool_spill_hits_total", stats.spill_hits),
             ("mempool_creates_total", stats.creates),
             ("mempool_prefilled_total", stats.prefilled),

@@ -45,25 +45,72 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// What the pool must look like, on the thread that owns its slot.
+/// Where a slot stands: the owner slot, or one of the two slots of the
+/// thread's pocket with `PerThread`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Slot {
+    #[default]
+    Empty,
+    Full,
+    InUse,
+    /// A pocket slot that `trim` or `decay` took from: it still looks full
+    /// to its own thread, which settles it (to empty) on its next take from
+    /// that slot, and until then it refuses returned values.
+    Taken,
+}
+
+/// What the pool must look like, seen from the one thread that uses it.
 #[derive(Debug, Default)]
 struct Model {
-    /// `None` until the first get claims the slot; then whether the slot
-    /// holds an idle value.
-    owner_full: Option<bool>,
-    owner_in_use: bool,
+    /// `PerThread`: two pocket slots and no owner slot; else the owner slot.
+    pockets: bool,
+    /// The owner slot has been claimed (owner slot only).
+    claimed: bool,
+    slots: Vec<Slot>,
     spill_idle: usize,
     /// Idle values the last `decay` set aside.
     victims: usize,
     /// How many values the spill keeps at most.
     capacity: usize,
-    /// For each guard held, whether it holds the owner slot's value.
-    guards: Vec<bool>,
+    /// For each guard held, the slot its value lives in, if any.
+    guards: Vec<Option<usize>>,
     kept: usize,
     stats: Stats,
 }
 
 impl Model {
+    fn new(pockets: bool, capacity: usize) -> Self {
+        Model {
+            pockets,
+            slots: vec![Slot::Empty; if pockets { 2 } else { 1 }],
+            capacity,
+            ..Model::default()
+        }
+    }
+
+    /// The fast path: the first full slot, settling taken ones on the way.
+    fn take_slot(&mut self) -> Option<usize> {
+        for i in 0..self.slots.len() {
+            match self.slots[i] {
+                Slot::Full => {
+                    self.slots[i] = Slot::InUse;
+                    self.stats.slot_hits += 1;
+                    return Some(i);
+                }
+                Slot::Taken => self.slots[i] = Slot::Empty,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// A value got elsewhere goes into the first empty slot, if any.
+    fn fill(&mut self) -> Option<usize> {
+        let i = self.slots.iter().position(|s| *s == Slot::Empty)?;
+        self.slots[i] = Slot::InUse;
+        Some(i)
+    }
+
     fn pop_or_create(&mut self) {
         if !self.reuse() {
             self.stats.creates += 1;
@@ -83,57 +130,96 @@ impl Model {
         true
     }
 
+    fn get(&mut self) {
+        self.stats.gets += 1;
+        if let Some(i) = self.take_slot() {
+            self.guards.push(Some(i));
+            return;
+        }
+        self.pop_or_create();
+        let slot = if self.pockets {
+            self.fill()
+        } else if self.claimed && self.slots[0] == Slot::InUse {
+            // A nested get on the owner thread.
+            None
+        } else {
+            // Unclaimed, or claimed and empty: the slot is (re)filled.
+            self.claimed = true;
+            self.fill()
+        };
+        self.guards.push(slot);
+    }
+
     /// Whether `try_get` hands out a guard; the model's state follows.
     fn try_get(&mut self) -> bool {
-        if self.owner_full == Some(true) && !self.owner_in_use {
+        if let Some(i) = self.take_slot() {
             self.stats.gets += 1;
-            self.stats.owner_hits += 1;
-            self.owner_in_use = true;
-            self.guards.push(true);
+            self.guards.push(Some(i));
             return true;
         }
         if !self.reuse() {
             return false;
         }
         self.stats.gets += 1;
-        let fills_slot = match self.owner_full {
-            None => true,
-            Some(full) => !full && !self.owner_in_use,
-        };
-        if fills_slot {
-            self.owner_full = Some(true);
-            self.owner_in_use = true;
-        }
-        self.guards.push(fills_slot);
+        self.claimed = true;
+        let slot = self.fill();
+        self.guards.push(slot);
         true
     }
 
-    /// `retain` refuses the value: counted, dropped; an owner slot's value
-    /// leaves the slot empty.
-    fn drop_oversized(&mut self, index: usize) {
+    /// The guard at `index` goes; the slot its value lived in, if any.
+    fn remove_guard(&mut self, index: usize) -> Option<Option<usize>> {
         if self.guards.is_empty() {
-            return;
+            return None;
         }
-        let from_owner = self.guards.remove(index % self.guards.len());
+        Some(self.guards.remove(index % self.guards.len()))
+    }
+
+    /// `retain` refuses the value: counted, dropped; a slot's value leaves
+    /// the slot empty.
+    fn drop_oversized(&mut self, index: usize) {
+        let Some(slot) = self.remove_guard(index) else {
+            return;
+        };
         self.stats.returns += 1;
         self.stats.rejected += 1;
-        if from_owner {
-            self.owner_in_use = false;
-            self.owner_full = Some(false);
+        if let Some(i) = slot {
+            self.slots[i] = Slot::Empty;
         }
+    }
+
+    /// The idle values of the slots, taken by `trim` or `decay`: a pocket's
+    /// slots are marked taken, the owner slot is simply empty.
+    fn take_idle_slots(&mut self) -> usize {
+        let after = if self.pockets {
+            Slot::Taken
+        } else {
+            Slot::Empty
+        };
+        let mut n = 0;
+        for slot in &mut self.slots {
+            if *slot == Slot::Full {
+                *slot = after;
+                n += 1;
+            }
+        }
+        n
     }
 
     fn decay(&mut self) {
         self.stats.decayed += self.victims as u64;
-        self.victims = self.spill_idle;
+        self.victims = self.spill_idle + self.take_idle_slots();
         self.spill_idle = 0;
-        if self.owner_full == Some(true) && !self.owner_in_use {
-            self.owner_full = Some(false);
-            self.victims += 1;
-        }
     }
 
     fn offer(&mut self) {
+        if self.pockets {
+            if let Some(i) = self.slots.iter().position(|s| *s == Slot::Empty) {
+                self.slots[i] = Slot::Full;
+                self.stats.spilled += 1;
+                return;
+            }
+        }
         if self.spill_idle < self.capacity {
             self.spill_idle += 1;
             self.stats.spilled += 1;
@@ -152,66 +238,38 @@ impl Model {
         }
     }
 
-    fn get(&mut self) {
-        self.stats.gets += 1;
-        match self.owner_full {
-            Some(true) if !self.owner_in_use => {
-                self.stats.owner_hits += 1;
-                self.owner_in_use = true;
-                self.guards.push(true);
-            }
-            Some(_) if self.owner_in_use => {
-                self.pop_or_create();
-                self.guards.push(false);
-            }
-            // Unclaimed, or claimed and empty: the slot is (re)filled.
-            _ => {
-                self.pop_or_create();
-                self.owner_full = Some(true);
-                self.owner_in_use = true;
-                self.guards.push(true);
-            }
-        }
-    }
-
     fn drop_guard(&mut self, index: usize) {
-        if self.guards.is_empty() {
+        let Some(slot) = self.remove_guard(index) else {
             return;
-        }
-        let from_owner = self.guards.remove(index % self.guards.len());
+        };
         self.stats.returns += 1;
-        if from_owner {
-            self.owner_in_use = false;
-        } else {
-            self.give_back_spilled();
+        match slot {
+            Some(i) => self.slots[i] = Slot::Full,
+            None => self.give_back_spilled(),
         }
     }
 
     /// The reset panics: the value is counted as returned and discarded,
-    /// and dropped; an owner slot's value leaves the slot empty.
+    /// and dropped; a slot's value leaves the slot empty.
     fn drop_poisoned(&mut self, index: usize) {
-        if self.guards.is_empty() {
+        let Some(slot) = self.remove_guard(index) else {
             return;
-        }
-        let from_owner = self.guards.remove(index % self.guards.len());
+        };
         self.stats.returns += 1;
         self.stats.discarded += 1;
-        if from_owner {
-            self.owner_in_use = false;
-            self.owner_full = Some(false);
+        if let Some(i) = slot {
+            self.slots[i] = Slot::Empty;
         }
     }
 
     fn take(&mut self, index: usize) {
-        if self.guards.is_empty() {
+        let Some(slot) = self.remove_guard(index) else {
             return;
-        }
-        let from_owner = self.guards.remove(index % self.guards.len());
+        };
         self.stats.taken += 1;
         self.kept += 1;
-        if from_owner {
-            self.owner_in_use = false;
-            self.owner_full = Some(false);
+        if let Some(i) = slot {
+            self.slots[i] = Slot::Empty;
         }
     }
 
@@ -225,13 +283,9 @@ impl Model {
     }
 
     fn trim(&mut self) {
-        let mut dropped = self.spill_idle + self.victims;
+        let dropped = self.spill_idle + self.victims + self.take_idle_slots();
         self.spill_idle = 0;
         self.victims = 0;
-        if self.owner_full == Some(true) && !self.owner_in_use {
-            self.owner_full = Some(false);
-            dropped += 1;
-        }
         self.stats.trimmed += dropped as u64;
     }
 
@@ -244,9 +298,7 @@ impl Model {
     }
 
     fn idle(&self) -> usize {
-        usize::from(self.owner_full == Some(true) && !self.owner_in_use)
-            + self.spill_idle
-            + self.victims
+        self.slots.iter().filter(|s| **s == Slot::Full).count() + self.spill_idle + self.victims
     }
 }
 
@@ -283,10 +335,7 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
         .spill(spill)
         .stats()
         .build();
-    let mut model = Model {
-        capacity,
-        ..Model::default()
-    };
+    let mut model = Model::new(pool.spill().as_per_thread().is_some(), capacity);
     let mut guards: Vec<Guard<'_, S>> = Vec::new();
     let mut kept: Vec<Vec<u8>> = Vec::new();
     for (step, op) in ops.iter().enumerate() {

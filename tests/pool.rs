@@ -33,7 +33,10 @@ fn owner_reuses_one_value() {
 #[test]
 fn nested_gets_use_the_spill() {
     let (made, create) = counting_pool();
-    let pool = Pool::builder().create(create).build();
+    let pool = Pool::builder()
+        .create(create)
+        .spill(spill::Mutex::default())
+        .build();
     {
         let a = pool.get();
         let b = pool.get();
@@ -50,6 +53,32 @@ fn nested_gets_use_the_spill() {
         let _b = pool.get();
     }
     assert_eq!(made.load(SeqCst), 2, "the spilled value is reused");
+}
+
+/// With the default strategy, a thread holds two values at once in its
+/// pocket's two slots; a third comes from the spill.
+#[test]
+fn nested_gets_fill_the_pocket_then_the_spill() {
+    let (made, create) = counting_pool();
+    let pool = Pool::builder().create(create).build();
+    for _ in 0..3 {
+        let a = pool.get();
+        let b = pool.get();
+        let c = pool.get();
+        assert_ne!(a.as_ptr(), b.as_ptr(), "two guards never share a value");
+        assert_ne!(b.as_ptr(), c.as_ptr(), "two guards never share a value");
+        assert_eq!(
+            format!("{a:?}"),
+            "PoolGuard { value: [], from: \"pocket\" }"
+        );
+        assert_eq!(
+            format!("{b:?}"),
+            "PoolGuard { value: [], from: \"pocket\" }"
+        );
+        assert_eq!(format!("{c:?}"), "PoolGuard { value: [], from: \"spill\" }");
+    }
+    assert_eq!(pool.idle(), 3);
+    assert_eq!(made.load(SeqCst), 3, "every value is reused");
 }
 
 #[test]

@@ -41,6 +41,8 @@ mod none;
 mod per_thread;
 mod pocket;
 mod reset;
+#[doc(hidden)]
+pub mod slot;
 mod spill;
 #[doc(hidden)]
 pub mod sync;

@@ -1,6 +1,7 @@
 use crate::barrier;
 use crate::lazy_queue::LazyQueue;
 use crate::pocket::Pocket;
+use crate::slot::{Slot, Ticket};
 use crate::sync::ThreadSlots;
 use crate::Spill;
 use crossbeam_utils::CachePadded;
@@ -11,11 +12,14 @@ use std::fmt;
 /// queue, and a thread whose pocket is empty takes from the overflow, then
 /// from another thread's pocket, before the pool creates a value.
 ///
-/// A thread takes from and returns to its own pocket with plain loads and
-/// stores: no lock, no read-modify-write atomic, no `SeqCst` fence, on a
-/// cache line no other thread writes. That is as cheap as the `thread_local`
-/// crate's `ThreadLocal<RefCell<T>>`, which never lets another thread touch
-/// a value and so keeps one per thread forever.
+/// With this strategy (the default), a pool gives every thread the fast path
+/// that other strategies keep for the pool's owner thread: a get takes a value
+/// from the thread's own pocket with two loads and a store, and its guard
+/// returns it there with one store, even from another thread. No lock, no
+/// read-modify-write atomic, no `SeqCst` fence, on a cache line no other
+/// thread writes. That is as cheap as the `thread_local` crate's
+/// `ThreadLocal<RefCell<T>>`, which never lets another thread touch a value
+/// and so keeps one per thread forever.
 ///
 /// Here other threads may still take idle values out of a pocket: to reuse
 /// them instead of creating, for [`trim`](Spill::trim), and when the pool is
@@ -27,11 +31,16 @@ use std::fmt;
 /// every other pocket are empty, and the pockets of exited threads go to
 /// threads that start later, values and all.
 ///
-/// A thread whose pocket keeps being robbed (it only returns values, as a
-/// consumer at the end of a pipeline does) sends its returns to the overflow
-/// instead, until it takes values itself again; and a thread that is
-/// exiting (a guard kept in a `thread_local!` is returned by its destructor)
-/// may have given its pocket up already: its values go to the overflow too.
+/// Pocket values are kept inline (not boxed): each pocket takes
+/// `2 * size_of::<T>()` and a few bytes, rounded up to a cache line, and
+/// pockets are made 8, 16, 32... at a time as threads come.
+///
+/// A slot that was robbed refuses returned values until its own thread takes
+/// from it again, so a thread that only returns values (a consumer at the
+/// end of a pipeline) sends them to the overflow, where the getting thread
+/// finds them without a barrier; and a thread that is exiting (a guard kept
+/// in a `thread_local!` is returned by its destructor) may have given its
+/// pocket up already: its values go to the overflow too.
 ///
 /// ```
 /// use mempool_policies::{PerThread, Spill};
@@ -57,8 +66,8 @@ pub struct PerThread<T> {
     overflow: LazyQueue<Box<T>>,
 }
 
-/// How many pockets one steal announces itself to at most: each announced
-/// pocket's own thread leaves its fast path until the thief is done.
+/// How many slots one steal announces itself to at most: each announced
+/// slot's own thread leaves its fast path until the thief is done.
 const VICTIMS: usize = 4;
 
 impl<T> PerThread<T> {
@@ -76,7 +85,46 @@ impl<T> PerThread<T> {
         }
     }
 
-    /// The own pocket was empty: take from the overflow, or from another
+    /// The calling thread's pocket; `None` once the thread has given it up
+    /// (it is exiting).
+    #[inline(always)]
+    fn own(&self) -> Option<&Pocket<T>> {
+        self.pockets.get().map(|pocket| &**pocket)
+    }
+
+    /// An idle value from the calling thread's own pocket, for the pool's
+    /// fast path. Not part of the API.
+    ///
+    /// # Safety
+    ///
+    /// The ticket points into `self`: it must be released, taken or dropped
+    /// before `self` is dropped.
+    #[doc(hidden)]
+    #[inline(always)]
+    pub unsafe fn take_own(&self) -> Option<Ticket<T>> {
+        // SAFETY: `ThreadSlots::get` gives the calling thread's own pocket,
+        // which no other thread holds as its own while this one does (its
+        // index passes to another thread only after this one exits).
+        unsafe { self.own()?.take_ticket() }
+    }
+
+    /// Puts `value` in an empty slot of the calling thread's pocket and takes
+    /// a ticket for it; gives it back if no slot will have it. Not part of
+    /// the API.
+    ///
+    /// # Safety
+    ///
+    /// As for [`take_own`](PerThread::take_own).
+    #[doc(hidden)]
+    pub unsafe fn fill_own(&self, value: Box<T>) -> Result<Ticket<T>, Box<T>> {
+        match self.own() {
+            // SAFETY: as in `take_own`.
+            Some(pocket) => unsafe { pocket.fill(value) },
+            None => Err(value),
+        }
+    }
+
+    /// The own pocket had nothing: take from the overflow, or from another
     /// thread's pocket.
     #[cold]
     fn take_elsewhere(&self, own: Option<&Pocket<T>>) -> Option<Box<T>> {
@@ -84,28 +132,27 @@ impl<T> PerThread<T> {
             return Some(value);
         }
         let mut taken = Vec::with_capacity(1);
-        self.steal_into(&mut taken, own, VICTIMS, 1, true);
+        self.steal_into(&mut taken, own, VICTIMS, 1);
         taken.pop()
     }
 
-    /// Announces a steal to up to `limit` pockets that hold values (all but
-    /// `skip`), issues one heavy barrier for all of them, and moves up to
-    /// `want` values in all into `out`. `reuse`: the values go to another
-    /// thread's use, which marks the pockets robbed.
+    /// Announces a steal to up to `limit` slots that hold values (in every
+    /// pocket but `skip`), issues one heavy barrier for all of them, and
+    /// moves up to `want` values in all into `out`.
     fn steal_into(
         &self,
         out: &mut Vec<Box<T>>,
         skip: Option<&Pocket<T>>,
         limit: usize,
         want: usize,
-        reuse: bool,
     ) {
-        let announced: Vec<&Pocket<T>> = self
+        let announced: Vec<&Slot<T>> = self
             .pockets
             .iter()
             .map(|pocket| &**pocket)
             .filter(|pocket| !skip.is_some_and(|skip| std::ptr::eq(skip, *pocket)))
-            .filter(|pocket| pocket.announce())
+            .flat_map(Pocket::slots)
+            .filter(|slot| slot.announce())
             .take(limit)
             .collect();
         if announced.is_empty() {
@@ -113,11 +160,11 @@ impl<T> PerThread<T> {
         }
         barrier::heavy();
         let start = out.len();
-        for pocket in announced {
-            // Every announced pocket must be withdrawn from, even once we
-            // have what we want.
-            let still = want.saturating_sub(out.len() - start);
-            pocket.steal_announced(out, still, reuse);
+        for slot in announced {
+            // Every announced slot must be withdrawn from, even once we have
+            // what we want.
+            let take = out.len() - start < want;
+            out.extend(slot.finish_steal(take).map(Box::new));
         }
     }
 }
@@ -129,26 +176,23 @@ impl<T> Default for PerThread<T> {
 }
 
 impl<T> Spill<T> for PerThread<T> {
-    #[inline]
     fn pop(&self) -> Option<Box<T>> {
-        let own = self.pockets.get().map(|pocket| &**pocket);
-        if let Some(value) = own.and_then(Pocket::take_own) {
-            return Some(value);
+        let own = self.own();
+        // SAFETY: the ticket is taken at once, long before `self` can go.
+        if let Some(ticket) = own.and_then(|pocket| unsafe { pocket.take_ticket() }) {
+            return Some(Box::new(ticket.take()));
         }
         self.take_elsewhere(own)
     }
 
-    #[inline]
     fn push(&self, value: Box<T>) -> Result<(), Box<T>> {
-        // No pocket: the thread is exiting and has given it up.
-        let refused = match self.pockets.get() {
-            Some(pocket) => match pocket.put_own(value) {
-                Ok(()) => return Ok(()),
-                Err(value) => value,
-            },
-            None => value,
-        };
-        self.overflow.push(refused);
+        // SAFETY: the ticket is released at once, long before `self` can go.
+        match unsafe { self.fill_own(value) } {
+            Ok(ticket) => ticket.release(),
+            // No pocket (the thread is exiting and gave it up), or a full or
+            // robbed one.
+            Err(value) => self.overflow.push(value),
+        }
         Ok(())
     }
 
@@ -165,9 +209,14 @@ impl<T> Spill<T> for PerThread<T> {
         let mut values: Vec<Box<T>> = (0..self.overflow.len())
             .map_while(|_| self.overflow.pop())
             .collect();
-        // One heavy barrier for every pocket at once.
-        self.steal_into(&mut values, None, usize::MAX, usize::MAX, false);
+        // One heavy barrier for every slot at once.
+        self.steal_into(&mut values, None, usize::MAX, usize::MAX);
         values
+    }
+
+    #[inline(always)]
+    fn as_per_thread(&self) -> Option<&PerThread<T>> {
+        Some(self)
     }
 }
 

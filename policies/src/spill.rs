@@ -1,3 +1,5 @@
+use crate::PerThread;
+
 /// Where a pool keeps the idle values that are not in its owner slot.
 ///
 /// A pool calls [`pop`](Spill::pop) when a thread needs a value and the owner
@@ -125,6 +127,16 @@ pub trait Spill<T> {
         drop(values);
         n
     }
+
+    /// The [`PerThread`] strategy this spill is or wraps, if any: a pool
+    /// with one gives every thread a fast path through its pockets, instead
+    /// of the owner thread alone. Not part of the API (the provided `None` is
+    /// right for any other strategy).
+    #[doc(hidden)]
+    #[inline(always)]
+    fn as_per_thread(&self) -> Option<&PerThread<T>> {
+        Option::None
+    }
 }
 
 /// A boxed spill, so that the strategy can be chosen at run time:
@@ -166,5 +178,10 @@ impl<T, S: Spill<T> + ?Sized> Spill<T> for Box<S> {
 
     fn trim(&self) -> usize {
         (**self).trim()
+    }
+
+    #[inline]
+    fn as_per_thread(&self) -> Option<&PerThread<T>> {
+        (**self).as_per_thread()
     }
 }

@@ -47,6 +47,7 @@ use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fmt;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -99,8 +100,7 @@ impl<T: Default> ThreadSlots<T> {
     /// threads alive at once) there is no room.
     #[inline(always)]
     pub fn get(&self) -> Option<&T> {
-        let (tag, slot) = cache::lookup(self.id);
-        if tag == self.id {
+        if let Some(slot) = cache::lookup(self.id) {
             // SAFETY: the cache entry was written by `get_slow` on this
             // thread for the ThreadSlots with this id, which is `self` (ids
             // are never reused), and it points to this thread's slot in one
@@ -108,7 +108,7 @@ impl<T: Default> ThreadSlots<T> {
             // `self` lives, and the entry is cleared before this thread's
             // index can pass to another thread. So the pointer is valid for
             // as long as `&self`, and the slot is this thread's.
-            return Some(unsafe { &*slot.cast::<T>() });
+            return Some(unsafe { slot.cast::<T>().as_ref() });
         }
         self.get_slow()
     }
@@ -116,7 +116,7 @@ impl<T: Default> ThreadSlots<T> {
     #[inline(never)]
     fn get_slow(&self) -> Option<&T> {
         let slot = self.at(indices::current()?)?;
-        cache::store(self.id, (slot as *const T).cast());
+        cache::store(self.id, NonNull::from(slot).cast());
         Some(slot)
     }
 
@@ -242,33 +242,51 @@ mod indices {
 }
 
 /// The per-thread cache (see the module docs): `WAYS` entries of (id, slot),
-/// the entry for an id at `id % WAYS`.
+/// the entry for an id at `id % WAYS`. Tags and slots in two arrays, so that
+/// an entry's index scales by 8 in the address itself.
 mod cache {
     use std::cell::Cell;
-    use std::ptr;
+    use std::ptr::NonNull;
 
     const WAYS: usize = 4;
 
-    type Entry = Cell<(usize, *const ())>;
+    struct Entries {
+        /// 0 (no `ThreadSlots` has id 0) or the id whose slot is beside it.
+        tags: [Cell<usize>; WAYS],
+        /// Dangling while the tag is 0: never read then.
+        slots: [Cell<NonNull<()>>; WAYS],
+    }
 
     thread_local! {
         /// No destructor: readable at any point of the thread's life.
-        static ENTRIES: [Entry; WAYS] = const { [const { Cell::new((0, ptr::null())) }; WAYS] };
+        static ENTRIES: Entries = const {
+            Entries {
+                tags: [const { Cell::new(0) }; WAYS],
+                slots: [const { Cell::new(NonNull::dangling()) }; WAYS],
+            }
+        };
     }
 
+    /// The slot cached for `id`, if any.
     #[inline(always)]
-    pub(super) fn lookup(id: usize) -> (usize, *const ()) {
-        ENTRIES.with(|entries| entries[id % WAYS].get())
+    pub(super) fn lookup(id: usize) -> Option<NonNull<()>> {
+        ENTRIES.with(|entries| {
+            let way = id % WAYS;
+            (entries.tags[way].get() == id).then(|| entries.slots[way].get())
+        })
     }
 
-    pub(super) fn store(id: usize, slot: *const ()) {
-        ENTRIES.with(|entries| entries[id % WAYS].set((id, slot)));
+    pub(super) fn store(id: usize, slot: NonNull<()>) {
+        ENTRIES.with(|entries| {
+            entries.tags[id % WAYS].set(id);
+            entries.slots[id % WAYS].set(slot);
+        });
     }
 
     pub(super) fn clear() {
         ENTRIES.with(|entries| {
-            for entry in entries {
-                entry.set((0, ptr::null()));
+            for tag in &entries.tags {
+                tag.set(0);
             }
         });
     }

@@ -199,3 +199,11 @@ thread_local! {
 pub fn at_exit(key: &'static std::thread::LocalKey<AtExit>, f: impl FnOnce() + 'static) {
     key.with(|a| a.0.borrow_mut().push(Box::new(f)));
 }
+
+/// Whether a guard's value lives in a slot (the owner slot, or a slot of
+/// the thread's pocket with `PerThread`), from its `Debug` output.
+#[allow(dead_code)]
+pub fn from_a_slot(guard: &impl std::fmt::Debug) -> bool {
+    let shown = format!("{guard:?}");
+    shown.contains("owner slot") || shown.contains("pocket")
+}
