@@ -89,7 +89,7 @@ impl<T> PerThread<T> {
     /// (it is exiting).
     #[inline(always)]
     fn own(&self) -> Option<&Pocket<T>> {
-        self.pockets.get().map(|pocket| &**pocket)
+        self.pockets.get_hot().map(|pocket| &**pocket)
     }
 
     /// An idle value from the calling thread's own pocket, for the pool's

@@ -162,6 +162,7 @@ impl<T> Slot<T> {
     /// Rule 1 when the steal word is not 0, after `state` was moved from
     /// `idle` to `IN_USE`: true if the value may be used; else `state` is
     /// idle again (put back, or `EMPTY` if a thief took the value).
+    #[cold]
     #[inline(never)]
     fn no_thief(&self, word: u8, idle: u8) -> bool {
         let mut word = word;

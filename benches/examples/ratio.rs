@@ -1,0 +1,77 @@
+//! Interleaved timing of the single-thread cycle: each case runs a short
+//! batch in turn, many rounds, and the fastest and median batch of each are
+//! printed. On a shared machine, batches of different cases run side by side
+//! see the same noise, so their ratio is steadier than separate runs'.
+use std::hint::black_box;
+use std::time::Instant;
+
+const BATCH: u32 = 2_000_000;
+
+#[inline(never)]
+fn time(mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..BATCH {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e9 / f64::from(BATCH)
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let default = mempool::Pool::builder()
+        .create(|| Vec::<u8>::with_capacity(256))
+        .reset(Vec::clear)
+        .build();
+    let owner = mempool::Pool::builder()
+        .create(|| Vec::<u8>::with_capacity(256))
+        .reset(Vec::clear)
+        .spill(mempool::spill::Mutex::default())
+        .build();
+    let old = mempool03::Pool::new(Box::new(|| {
+        std::cell::RefCell::new(Vec::<u8>::with_capacity(256))
+    }));
+    let tl = thread_local::ThreadLocal::<std::cell::RefCell<Vec<u8>>>::new();
+    let names = [
+        "default",
+        "owner (Mutex)",
+        "nested/2 (default)",
+        "mempool-0.3.1",
+        "thread_local",
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for _ in 0..rounds {
+        times[0].push(time(|| default.get().push(black_box(1))));
+        times[1].push(time(|| owner.get().push(black_box(1))));
+        times[2].push(time(|| {
+            let mut a = default.get();
+            let mut b = default.get();
+            a.push(black_box(1));
+            b.push(black_box(2));
+        }));
+        times[3].push(time(|| {
+            let mut v = old.get().borrow_mut();
+            v.push(black_box(1));
+            v.clear();
+        }));
+        times[4].push(time(|| {
+            let mut v = tl
+                .get_or(|| std::cell::RefCell::new(Vec::with_capacity(256)))
+                .borrow_mut();
+            v.push(black_box(1));
+            v.clear();
+        }));
+    }
+    for (i, name) in names.iter().enumerate() {
+        let t = &mut times[i];
+        t.sort_by(f64::total_cmp);
+        println!(
+            "{name:<20} min {:.3} ns  median {:.3} ns  max {:.3} ns",
+            t[0],
+            t[t.len() / 2],
+            t[t.len() - 1]
+        );
+    }
+}
