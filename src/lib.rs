@@ -1,12 +1,14 @@
 //! A fast, thread-safe pool for reusing allocations.
 //!
 //! Make an expensive value once (a buffer, a parser's or regex's scratch
-//! space, per-request state) and reuse it on every call. The first thread to
-//! use a pool becomes its *owner* and gets its value back through a slot that
-//! takes no lock and no read-modify-write atomic: a thread-local read, three
-//! atomic loads and one store. Other threads are served by a *spill strategy*
-//! of your choice, which decides how idle values are kept and how many; the
-//! default gives every thread a pocket of its own with the same kind of path.
+//! space, per-request state) and reuse it on every call. With the default
+//! strategy every thread gets its values back from a pocket of its own, two
+//! slots that take no lock and no read-modify-write atomic: a thread-local
+//! read, two atomic loads and one store to get, one store to return. Other
+//! *spill strategies* (a lock, a lock-free queue, a ring with a ceiling,
+//! nothing) decide how idle values are kept and how many; with them, the
+//! first thread to use the pool becomes its *owner* and gets that same kind
+//! of path through one slot, and every other get goes to the strategy.
 //!
 //! ```
 //! use mempool::{spill, Pool, PoolGuard};
@@ -31,7 +33,7 @@
 //!
 //! let v: String = PoolGuard::take(pool.get()); // keep the value; it never returns
 //! pool.put(v);                               // hand a value in; reset applies
-//! let idle: usize = pool.idle();             // values held now, owner slot included
+//! let idle: usize = pool.idle();             // values held now, pockets included
 //! let dropped: usize = pool.trim();          // drop every idle value, return how many
 //! assert_eq!((idle, dropped, pool.idle()), (1, 1, 0));
 //! ```
@@ -45,12 +47,19 @@
 //!   lock-free overflow; a thread whose pocket is empty takes from the
 //!   overflow, then from another thread's pocket, before creating. A get
 //!   from the own pocket is plain loads and stores (no read-modify-write, no
-//!   fence); memory follows how many values are in use at once.
+//!   fence), and its guard returns the value there with one store, from any
+//!   thread; memory follows how many values are in use at once. No owner
+//!   slot: every thread has the owner's path.
 //! - [`spill::Mutex`]: per-thread shards of `parking_lot` locks around
 //!   unbounded stacks.
 //! - [`spill::LockFree`]: one shared lock-free queue; no thread ever waits.
 //! - [`spill::Bounded`]: a lock-free ring that keeps at most `n` values.
 //! - [`spill::None`]: keeps nothing; only the owner slot reuses.
+//!
+//! Every strategy but `PerThread` comes with the owner slot: one thread (the
+//! first to get) has the fast path, the others go to the strategy. That is
+//! what a pool mostly used by one thread, or one that needs a hard ceiling
+//! (`Bounded`: at most `n` idle values and the owner slot's), wants.
 //!
 //! The default is [`spill::PerThread`] because it was the fastest in the
 //! crate's contention benchmarks (2, 4 and 8 threads on one pool, and a thread
@@ -63,7 +72,7 @@
 //!
 //! # Fast paths that other threads can still reach
 //!
-//! The owner slot and the default strategy's pockets are taken and refilled
+//! The default strategy's pockets and the owner slot are taken and refilled
 //! by their own thread with plain loads and stores. Other threads still take
 //! idle values out of them (to reuse a value instead of creating one, in
 //! [`Pool::trim`], and when the pool is dropped) through an *asymmetric
@@ -73,8 +82,8 @@
 //! Where `membarrier` is missing (other systems, old kernels, seccomp), both
 //! sides use a `SeqCst` fence instead, chosen once per process; set
 //! `MEMPOOL_BARRIER=fence` to force that. So `trim` on any thread empties
-//! the pool, and when the owner thread exits, its idle value goes to the
-//! threads that come after it.
+//! the pool, and when a thread exits, its idle values go to the threads
+//! that come after it.
 //!
 //! # Panics in hooks
 //!
@@ -114,7 +123,7 @@ pub use crate::retain::{RetainAll, RetainHook, Retaining};
 pub use crate::stats::{NoStats, Stats, StatsCounters, StatsLayer};
 pub use mempool_policies::{NoReset, Reset, Spill};
 
-/// The spill strategies: where a pool keeps values beyond the owner slot.
+/// The spill strategies: where a pool keeps its idle values.
 /// See [`mempool_policies`] for the trait contract and a comparison.
 pub mod spill {
     pub use mempool_policies::{Bounded, LockFree, Mutex, None, PerThread, Spill};

@@ -62,7 +62,10 @@ impl<T> OwnerSlot<T> {
             return None;
         }
         // SAFETY: `caller` is the owner, the slot's one own thread (module
-        // docs: thread numbers are unique and `owner` never changes).
+        // docs: thread numbers are unique and `owner` never changes); the
+        // ticket goes into a guard, which borrows the pool (or holds an
+        // `Arc` of it), so it ends before the slot is dropped, and a pool
+        // that is borrowed cannot move.
         unsafe { self.slot.take_ticket() }
     }
 

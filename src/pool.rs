@@ -9,14 +9,22 @@ use std::sync::Arc;
 
 /// A thread-safe pool of reusable values.
 ///
-/// The first thread to call [`get`](Pool::get) becomes the pool's *owner*: for
-/// the pool's whole life, that thread gets and returns one value through a
-/// slot that needs no lock and no read-modify-write atomic. Every other get
-/// (other threads, or the owner while its slot is in use) goes to the spill
+/// With the default spill strategy, [`PerThread`](crate::spill::PerThread),
+/// every thread that calls [`get`](Pool::get) takes its value from a pocket of
+/// its own: two slots that need no lock and no read-modify-write atomic, to
+/// which the guard returns the value with one store, whichever thread drops
+/// it. A thread holding more than two values at once, or whose pocket is
+/// empty, gets one from the strategy's shared overflow, else from another
+/// thread's pocket, else from `create`.
+///
+/// With any other strategy, the first thread to call `get` becomes the
+/// pool's *owner*: for the pool's whole life, that thread gets and returns
+/// one value through a slot of the same kind. Every other get (other
+/// threads, or the owner while its slot is in use) goes to the spill
 /// strategy `S`, and when the spill has nothing, `create` makes a new value.
-/// A returned value is reset by `R`, then goes back to the owner slot if it
-/// came from there, or is offered to the spill; a value the spill refuses is
-/// dropped.
+///
+/// A returned value is reset by `R`, then goes back to the slot it came from,
+/// or is offered to the spill; a value the spill refuses is dropped.
 ///
 /// A value is only ever held by one guard at a time, and values are never
 /// shared between threads, which is why a pool is `Sync` as soon as `T` is
@@ -45,14 +53,17 @@ use std::sync::Arc;
 /// A `Pool<Vec<u8>>` is 768 bytes before any use (`size_of`, 64-bit Linux):
 /// the owner slot takes two 128-byte cache lines (the owner's number, read by
 /// every thread, apart from the value and its state, written by the owner on
-/// every get); the default strategy about 400 bytes (16 buckets of per-thread
-/// pockets at 24 bytes each, made when a thread first needs one, and an
-/// overflow queue made on first use); `decay`'s set-aside queue 16 bytes
-/// until used; and the hooks, here one function pointer; the whole rounded up
-/// to the owner slot's 128-byte alignment. Each thread that uses a pool adds
-/// a 128-byte pocket, made in buckets of 8, 16, 32... pockets; threads that
-/// exit hand theirs to threads that start later. Values are boxed, so
-/// `size_of::<T>()` does not change any of this.
+/// every get; unused with the default strategy); the default strategy about
+/// 400 bytes (16 buckets of per-thread pockets at 24 bytes each, made when a
+/// thread first needs one, and an overflow queue made on first use);
+/// `decay`'s set-aside queue 16 bytes until used; and the hooks, here one
+/// function pointer; the whole rounded up to the owner slot's 128-byte
+/// alignment. Each thread that uses a pool with the default strategy adds a
+/// pocket holding two values inline (`2 * size_of::<T>()` and 16 bytes each,
+/// rounded up to 128 bytes: 128 for a `Vec`), made in buckets of 8, 16,
+/// 32... pockets; threads that exit hand theirs to threads that start later.
+/// The owner slot holds its value inline too; values in a strategy's shared
+/// structures are boxed.
 ///
 /// ```
 /// if cfg!(all(target_pointer_width = "64", target_os = "linux")) {
@@ -132,11 +143,11 @@ where
 {
     /// A value from the pool, in a guard that returns it when dropped.
     ///
-    /// On the owner thread with its slot idle, this is a thread-local read,
-    /// three atomic loads and an atomic store. Otherwise the value comes from
-    /// the spill (with the default strategy, the thread's own pocket first:
-    /// plain loads and stores too), else from an idle value anywhere in the
-    /// pool, else from `create`.
+    /// With the default strategy and a value idle in the calling thread's
+    /// pocket, this is a thread-local read, two atomic loads and an atomic
+    /// store; so it is on the owner thread with its slot idle, with the other
+    /// strategies. Otherwise the value comes from the spill, else from an
+    /// idle value anywhere in the pool, else from `create`.
     ///
     /// # Panics
     ///
@@ -348,7 +359,7 @@ where
         }
     }
 
-    /// `retain` said no: drop the value (an owner slot's leaves it empty).
+    /// `retain` said no: drop the value (a slot's leaves the slot empty).
     #[cold]
     #[inline(never)]
     fn reject(&self, held: Held<T>) {
@@ -357,7 +368,7 @@ where
         drop(held.into_inner());
     }
 
-    /// Counts a return of a value that is not the owner slot's, and offers
+    /// Counts a return of a value that is not a slot's, and offers
     /// it to the spill; the value is already reset. Out of line, like
     /// `acquire_slow`, and for the same reason.
     #[inline(never)]
@@ -427,8 +438,8 @@ where
         }
     }
 
-    /// How many idle values the pool holds now, the owner slot's included.
-    /// Exact when no other thread is using the pool.
+    /// How many idle values the pool holds now, the pockets' and the owner
+    /// slot's included. Exact when no other thread is using the pool.
     ///
     /// ```
     /// let pool = mempool::Pool::new(String::new);
@@ -440,9 +451,9 @@ where
         usize::from(self.owner.is_full()) + self.spill.len() + self.victims.len()
     }
 
-    /// Drops every idle value the pool holds, the owner slot's included, and
-    /// returns how many it dropped. Works from any thread; values in use are
-    /// not touched. The pool stays usable: later gets create values again.
+    /// Drops every idle value the pool holds, in every pocket and the owner
+    /// slot too, and returns how many it dropped. Works from any thread;
+    /// values in use are not touched. The pool stays usable: later gets create values again.
     ///
     /// Values held by other threads' fast paths are taken out through an
     /// asymmetric barrier (see the crate docs), so `trim` costs a few hundred

@@ -285,7 +285,7 @@ const FAMILIES: &[Family] = &[
     Family { name: "mempool_trimmed", help: "Idle values dropped by trim.", kind: MetricType::Counter, value: |s| s.trimmed },
     Family { name: "mempool_rejected", help: "Returned values the retain hook refused, dropped.", kind: MetricType::Counter, value: |s| s.rejected },
     Family { name: "mempool_decayed", help: "Idle values dropped by decay.", kind: MetricType::Counter, value: |s| s.decayed },
-    Family { name: "mempool_idle", help: "Idle values held now, owner slot included.", kind: MetricType::Gauge, value: |s| s.idle as u64 },
+    Family { name: "mempool_idle", help: "Idle values held now, in every slot and the spill.", kind: MetricType::Gauge, value: |s| s.idle as u64 },
     Family { name: "mempool_in_use", help: "Values in guards now.", kind: MetricType::Gauge, value: |s| s.in_use },
 ];
 

@@ -81,7 +81,7 @@ pub struct Stats {
     pub rejected: u64,
     /// Idle values dropped by `decay`.
     pub decayed: u64,
-    /// Idle values the pool holds now, owner slot included.
+    /// Idle values the pool holds now, every slot's included.
     pub idle: usize,
     /// Values in guards now: `gets + puts - returns - taken`.
     pub in_use: u64,

@@ -1,14 +1,17 @@
 //! The spill strategies and reset hooks behind the [`mempool`] crate.
 //!
-//! A `mempool::Pool` keeps one value in a fast slot that belongs to the first
-//! thread that used the pool (its *owner*). Every other value lives in the
-//! pool's *spill*: a strategy that decides where idle values wait and how many
-//! are kept. This crate defines the [`Spill`] trait, the built-in strategies
-//! and the [`Reset`] hook that cleans a value before it is reused.
+//! A `mempool::Pool` keeps its idle values in its *spill*: a strategy that
+//! decides where idle values wait and how many are kept. With [`PerThread`]
+//! (the default), every thread takes and returns its values through two
+//! slots of its own; with any other strategy, the pool keeps one value in a
+//! fast slot that belongs to the first thread that used it (its *owner*),
+//! and the strategy holds the rest. This crate defines the [`Spill`] trait,
+//! the built-in strategies and the [`Reset`] hook that cleans a value before
+//! it is reused.
 //!
 //! | strategy | keeps | cost of a pop or push | pick it when |
 //! |---|---|---|---|
-//! | [`PerThread`] | two values per thread in a pocket of its own, the rest in a shared overflow | one atomic swap on the thread's own cache line | the default: fastest with many threads; memory follows values in use at once |
+//! | [`PerThread`] | two values per thread in a pocket of its own, the rest in a shared overflow | plain loads and stores on the thread's own cache line | the default: fastest on one thread and on many; memory follows values in use at once |
 //! | [`Mutex`] | every value returned | an uncontended lock on a per-thread shard | threads hold many values at once |
 //! | [`LockFree`] | every value returned | one lock-free queue operation, shared by all threads | no thread may ever wait on a lock |
 //! | [`Bounded`] | at most `n` values | one ring-buffer operation, shared by all threads | memory must have a hard ceiling |

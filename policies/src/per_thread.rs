@@ -102,9 +102,11 @@ impl<T> PerThread<T> {
     #[doc(hidden)]
     #[inline(always)]
     pub unsafe fn take_own(&self) -> Option<Ticket<T>> {
-        // SAFETY: `ThreadSlots::get` gives the calling thread's own pocket,
-        // which no other thread holds as its own while this one does (its
-        // index passes to another thread only after this one exits).
+        // SAFETY: `ThreadSlots::get_hot` gives the calling thread's own
+        // pocket, which no other thread holds as its own while this one does
+        // (its index passes to another thread only after this one exits);
+        // pockets never move while `self` lives (buckets are boxed), and the
+        // ticket ends before `self` is dropped (the caller's promise).
         unsafe { self.own()?.take_ticket() }
     }
 
@@ -164,7 +166,10 @@ impl<T> PerThread<T> {
             // Every announced slot must be withdrawn from, even once we have
             // what we want.
             let take = out.len() - start < want;
-            out.extend(slot.finish_steal(take).map(Box::new));
+            // SAFETY: `announce` returned true for every slot in
+            // `announced`, the heavy barrier came after the last of them,
+            // and each slot is finished once, here.
+            out.extend(unsafe { slot.finish_steal(take) }.map(Box::new));
         }
     }
 }

@@ -30,7 +30,8 @@ impl<T> Pocket<T> {
     ///
     /// # Safety
     ///
-    /// The calling thread is the pocket's own thread (see `Slot::take_ticket`).
+    /// The calling thread is the pocket's own thread, and the ticket ends
+    /// before the pocket is dropped or moved (see `Slot::take_ticket`).
     #[inline(always)]
     pub(crate) unsafe fn take_ticket(&self) -> Option<Ticket<T>> {
         // SAFETY: the caller's promise, passed on.

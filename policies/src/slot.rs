@@ -115,8 +115,6 @@ impl<T> std::ops::Deref for Apart<T> {
 // ever *sends* the value between threads: `T: Send` is what is needed, as for
 // `Mutex<T>`. No `&T` is reachable through `&Slot<T>` alone.
 unsafe impl<T: Send> Sync for Slot<T> {}
-// SAFETY: the slot owns at most one `T`; moving the slot moves it.
-unsafe impl<T: Send> Send for Slot<T> {}
 
 // A slot hands out its value only through a ticket, which drops the value
 // and leaves the slot empty if a panic unwinds through it.
@@ -139,8 +137,10 @@ impl<T> Slot<T> {
     /// # Safety
     ///
     /// The calling thread is the slot's own thread: no other thread calls
-    /// `take_ticket` or [`fill`](Slot::fill) on this slot while it runs. (Two
-    /// threads that both saw `FULL` would both get a ticket.)
+    /// `take_ticket` or [`fill`](Slot::fill) on this slot while it runs (two
+    /// threads that both saw `FULL` would both get a ticket). And the ticket
+    /// ends (is released, taken or dropped) before the slot is dropped or
+    /// moved: it points into the slot.
     #[inline(always)]
     pub unsafe fn take_ticket(&self) -> Option<Ticket<T>> {
         if self.state.load(Ordering::Acquire) == FULL {
@@ -244,11 +244,17 @@ impl<T> Slot<T> {
 
     /// Thief, after `barrier::heavy()`: takes the value if the slot is still
     /// full and `take` is true, and withdraws either way.
-    pub fn finish_steal(&self, take: bool) -> Option<T> {
+    ///
+    /// # Safety
+    ///
+    /// The caller's [`announce`](Slot::announce) on this slot returned true,
+    /// it has called `barrier::heavy()` since, and this is its one
+    /// `finish_steal` for that announce.
+    pub unsafe fn finish_steal(&self, take: bool) -> Option<T> {
         let clean = self.word.load(Ordering::Relaxed) & FENCE;
         let value = if take && self.state.load(Ordering::Acquire) == FULL {
-            // SAFETY: we hold STEALING (our announce), issued the heavy
-            // barrier since and then saw FULL: by rule 1 the own thread will
+            // SAFETY: we hold STEALING (our announce, the caller's promise),
+            // issued the heavy barrier since and then saw FULL: by rule 1 the own thread will
             // not use the value (it sees STEALING or TAKEN first), the
             // Acquire load makes the last ticket's writes visible, and TAKEN
             // was clear when we entered, so the value is initialized and ours
@@ -274,7 +280,8 @@ impl<T> Slot<T> {
             return None;
         }
         barrier::heavy();
-        self.finish_steal(true)
+        // SAFETY: our announce succeeded, and the heavy barrier is issued.
+        unsafe { self.finish_steal(true) }
     }
 
     /// Takes the value with exclusive access (no protocol needed).

@@ -7,6 +7,10 @@ use crate::PerThread;
 /// (already reset). Values travel boxed, so moving one in or out of a spill is
 /// a pointer copy whatever the size of `T`.
 ///
+/// [`PerThread`] is the one strategy the pool knows more of (through a hidden
+/// method): its pockets replace the owner slot, and their values go to and
+/// from guards without `pop` and `push`.
+///
 /// # Contract
 ///
 /// An implementation must be safe to call from many threads at once (a pool
