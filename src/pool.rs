@@ -63,7 +63,9 @@ use std::sync::Arc;
 /// rounded up to 128 bytes: 128 for a `Vec`), made in buckets of 8, 16,
 /// 32... pockets; threads that exit hand theirs to threads that start later.
 /// The owner slot holds its value inline too; values in a strategy's shared
-/// structures are boxed.
+/// structures are boxed. So for a value type of kilobytes (an array by
+/// value), pool a `Box` of it, or a bucket of pockets made for one thread
+/// costs 8 times two of them.
 ///
 /// ```
 /// if cfg!(all(target_pointer_width = "64", target_os = "linux")) {

@@ -134,6 +134,10 @@ mod model {
             );
             Some(&self.slots[id])
         }
+        /// The real one caches the slot per thread; the slot is the same.
+        pub fn get_hot(&self) -> Option<&T> {
+            self.get()
+        }
     }
 
     impl<T: Default> Default for ThreadSlots<T> {
