@@ -9,8 +9,8 @@
 //! perfect scaling on 2 cores halves the single-thread time.
 //!
 //! Threads are a crew that lives for the whole benchmark of one pool, like a
-//! server's worker pool, so one of them stays the pool's owner from sample to
-//! sample.
+//! server's worker pool, so with a strategy that has an owner slot one of them
+//! stays the pool's owner from sample to sample.
 //!
 //! `cargo bench -p mempool-benches --bench peers` runs everything in about 3
 //! minutes; a filter runs one group, e.g.

@@ -1,6 +1,7 @@
 //! One thread, `Vec<u8>` of capacity 256: get, push a byte, return (cleared).
 //!
-//! Side by side in one run: this crate's owner path (with and without stats),
+//! Side by side in one run: this crate's default pool on one thread (a pocket
+//! slot each way; with and without stats, and with boxed hooks),
 //! the original `mempool` 0.3.1 owner path (which returns a shared reference
 //! and does no reset or return: the push and clear go through a `RefCell`),
 //! `regex-automata`'s internal pool, and allocating a fresh vector each time.

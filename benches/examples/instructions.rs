@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release -p mempool-benches --example instructions
-//! for case in owner stats boxed mempool-0.3.1 nested fresh thread_local; do
+//! for case in default owner-slot stats boxed mempool-0.3.1 nested fresh thread_local; do
 //!     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!         target/release/examples/instructions $case 2>&1 | grep refs
 //! done
@@ -17,10 +17,22 @@ fn main() {
     let which = std::env::args().nth(1).unwrap_or_default();
     let n = 1_000_000u64;
     match which.as_str() {
-        "owner" => {
+        // The default pool on one thread: a pocket slot each way.
+        "default" => {
             let pool = mempool::Pool::builder()
                 .create(|| Vec::<u8>::with_capacity(256))
                 .reset(Vec::clear)
+                .build();
+            for _ in 0..n {
+                pool.get().push(black_box(1));
+            }
+        }
+        // The owner slot's path: a strategy other than the default.
+        "owner-slot" => {
+            let pool = mempool::Pool::builder()
+                .create(|| Vec::<u8>::with_capacity(256))
+                .reset(Vec::clear)
+                .spill(mempool::spill::Mutex::default())
                 .build();
             for _ in 0..n {
                 pool.get().push(black_box(1));
@@ -67,7 +79,7 @@ fn main() {
                 b.push(black_box(2));
             }
         }
-        // A thread that is not the owner (the owner has exited).
+        // A thread that is not the first to use the pool (that one has exited).
         "fresh" => {
             let pool = mempool::Pool::builder()
                 .create(|| Vec::<u8>::with_capacity(256))
