@@ -29,7 +29,8 @@
 mod common;
 
 use common::{
-    at_exit, check_identities, next_guard, silence_expected_panics, Ledger, Tracked, EARLY, LATE,
+    at_exit, check_identities, heavy, next_guard, scaled, silence_expected_panics, within, Ledger,
+    Tracked, EARLY, LATE,
 };
 use mempool::{spill, BoxedPool, OwnedPoolGuard, Pool, PoolGuard, StatsCounters, StatsLayer};
 use mempool_policies::sync::ThreadSlots;
@@ -39,47 +40,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-/// A loop count, a tenth of it under valgrind (where `.ci/run` sets
-/// `MEMPOOL_STRESS_CYCLES` and threads run one at a time, 50 times slower).
-fn scaled(n: usize) -> usize {
-    if std::env::var_os("MEMPOOL_STRESS_CYCLES").is_some() {
-        (n / 10).max(1)
-    } else {
-        n
-    }
-}
-
-/// A loop count for the long stress loops: a fiftieth of it under valgrind,
-/// so that this file costs CI's valgrind step about what `tests/attack.rs`
-/// does.
-fn heavy(n: usize) -> usize {
-    if std::env::var_os("MEMPOOL_STRESS_CYCLES").is_some() {
-        (n / 50).max(1)
-    } else {
-        n
-    }
-}
-
-/// Runs `f` on a thread of its own and fails if it does not end in time (a
-/// re-entrant call that never ends must fail, not hang).
-fn within<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(r) => {
-            handle.join().unwrap();
-            r
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            std::panic::resume_unwind(handle.join().unwrap_err())
-        }
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: did not end within {secs} s"),
-    }
-}
 
 /// Whether a guard's value lives in a slot of a pocket (from its `Debug`).
 fn in_pocket(guard: &impl std::fmt::Debug) -> bool {

@@ -207,3 +207,51 @@ pub fn from_a_slot(guard: &impl std::fmt::Debug) -> bool {
     let shown = format!("{guard:?}");
     shown.contains("owner slot") || shown.contains("pocket")
 }
+
+/// A loop count, a tenth of it under valgrind (where `.ci/run` sets
+/// `MEMPOOL_STRESS_CYCLES` and threads run one at a time, 50 times slower).
+#[allow(dead_code)]
+pub fn scaled(n: usize) -> usize {
+    under_valgrind(n, 10)
+}
+
+/// A loop count for the longest stress loops: a fiftieth of it under
+/// valgrind.
+#[allow(dead_code)]
+pub fn heavy(n: usize) -> usize {
+    under_valgrind(n, 50)
+}
+
+fn under_valgrind(n: usize, divisor: usize) -> usize {
+    if std::env::var_os("MEMPOOL_STRESS_CYCLES").is_some() {
+        (n / divisor).max(1)
+    } else {
+        n
+    }
+}
+
+/// Runs `f` on a thread of its own and fails if it does not end in time (a
+/// re-entrant call that never ends must fail, not hang); a panic in `f`
+/// goes on.
+#[allow(dead_code)]
+pub fn within<R: Send + 'static>(
+    secs: u64,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    use std::sync::mpsc;
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(r) => {
+            handle.join().unwrap();
+            r
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(handle.join().unwrap_err())
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: did not end within {secs} s"),
+    }
+}
