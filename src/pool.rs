@@ -59,8 +59,8 @@ use std::sync::Arc;
 /// `decay`'s set-aside queue 16 bytes until used; and the hooks, here one
 /// function pointer; the whole rounded up to the owner slot's 128-byte
 /// alignment. Each thread that uses a pool with the default strategy adds a
-/// pocket holding two values inline (`2 * size_of::<T>()` and 16 bytes each,
-/// rounded up to 128 bytes: 128 for a `Vec`), made in buckets of 8, 16,
+/// pocket holding two values inline (`2 * (size_of::<T>() + 16)` bytes,
+/// rounded up to 128: 128 for a `Vec`), made in buckets of 8, 16,
 /// 32... pockets; threads that exit hand theirs to threads that start later.
 /// The owner slot holds its value inline too; values in a strategy's shared
 /// structures are boxed. So for a value type of kilobytes (an array by

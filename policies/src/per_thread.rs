@@ -32,7 +32,7 @@ use std::fmt;
 /// threads that start later, values and all.
 ///
 /// Pocket values are kept inline (not boxed): each pocket takes
-/// `2 * size_of::<T>()` and a few bytes, rounded up to a cache line, and
+/// `2 * (size_of::<T>() + 16)` bytes, rounded up to 128, and
 /// pockets are made 8, 16, 32... at a time as threads come.
 ///
 /// A slot that was robbed refuses returned values until its own thread takes
