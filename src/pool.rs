@@ -186,11 +186,8 @@ where
     #[inline(always)]
     fn acquire(&self) -> Held<T> {
         if let Some(per_thread) = self.spill.as_per_thread() {
-            // SAFETY: the ticket goes into a guard, which borrows the pool or
-            // holds an `Arc` of it, so it ends before the spill is dropped.
-            if let Some(ticket) = unsafe { per_thread.take_own() } {
-                self.stats.count(Event::SlotHit);
-                return Held::Pocket(ticket);
+            if let Some(held) = self.pocket_hit(per_thread) {
+                return held;
             }
             return self.acquire_for_pocket(per_thread);
         }
@@ -202,6 +199,17 @@ where
             return Held::Owner(ticket);
         }
         self.acquire_slow(caller)
+    }
+
+    /// With `PerThread`: an idle value from the calling thread's pocket.
+    #[inline(always)]
+    fn pocket_hit(&self, per_thread: &PerThread<T>) -> Option<Held<T>> {
+        // SAFETY: every caller puts the ticket into a guard, which borrows
+        // the pool or holds an `Arc` of it, so it ends before the spill is
+        // dropped.
+        let ticket = unsafe { per_thread.take_own() }?;
+        self.stats.count(Event::SlotHit);
+        Some(Held::Pocket(ticket))
     }
 
     /// With `PerThread`, every get whose pocket had nothing idle: a value
@@ -497,10 +505,8 @@ where
     /// ```
     pub fn try_get(&self) -> Option<PoolGuard<'_, T, C, R, S, M>> {
         if let Some(per_thread) = self.spill.as_per_thread() {
-            // SAFETY: as in `acquire`: the ticket goes into a guard.
-            if let Some(ticket) = unsafe { per_thread.take_own() } {
-                self.stats.count(Event::SlotHit);
-                return Some(PoolGuard::new(self, Held::Pocket(ticket)));
+            if let Some(held) = self.pocket_hit(per_thread) {
+                return Some(PoolGuard::new(self, held));
             }
             let value = self.reuse()?;
             return Some(PoolGuard::new(self, self.keep_in_pocket(per_thread, value)));

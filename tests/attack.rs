@@ -19,7 +19,8 @@
 mod common;
 
 use common::{
-    at_exit, next_guard, scaled, silence_expected_panics, within, Ledger, Tracked, EARLY, LATE,
+    at_exit, next_guard, scaled, silence_expected_panics, within, Ledger, OnDrop, Tracked, EARLY,
+    LATE,
 };
 use mempool::{spill, BoxedPool, Pool, PoolGuard, Spill, StatsCounters};
 use mempool_policies::sync::ThreadSlots;
@@ -230,28 +231,6 @@ fn hooks_that_use_their_own_static_pool() {
     common::check_identities(&s, "static pool");
     assert_eq!(s.in_use, 0, "{s}");
     assert_eq!(s.creates as usize, MADE.load(SeqCst));
-}
-
-/// A value whose `Drop` runs a hook set once the pool exists.
-struct OnDrop {
-    t: Tracked,
-    hook: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>>,
-}
-
-impl std::fmt::Debug for OnDrop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OnDrop")
-            .field("t", &self.t.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        if let Some(hook) = self.hook.get() {
-            hook();
-        }
-    }
 }
 
 type OnDropPool<S> =

@@ -30,7 +30,7 @@ mod common;
 
 use common::{
     at_exit, check_identities, heavy, next_guard, scaled, silence_expected_panics, within, Ledger,
-    Tracked, EARLY, LATE,
+    OnDrop, Tracked, EARLY, LATE,
 };
 use mempool::{spill, BoxedPool, OwnedPoolGuard, Pool, PoolGuard, StatsCounters, StatsLayer};
 use mempool_policies::sync::ThreadSlots;
@@ -988,28 +988,6 @@ fn panicking_and_refusing_hooks_on_pocket_values() {
         }
     }
     settle("panicking hooks", &ledger, pool);
-}
-
-/// A value whose `Drop` runs a hook set once the pool exists.
-struct OnDrop {
-    t: Tracked,
-    hook: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>>,
-}
-
-impl std::fmt::Debug for OnDrop {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OnDrop")
-            .field("t", &self.t.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Drop for OnDrop {
-    fn drop(&mut self) {
-        if let Some(hook) = self.hook.get() {
-            hook();
-        }
-    }
 }
 
 /// A reset hook panics on a pocket value, so the ticket drops the value while

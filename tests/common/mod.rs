@@ -202,7 +202,6 @@ pub fn at_exit(key: &'static std::thread::LocalKey<AtExit>, f: impl FnOnce() + '
 
 /// Whether a guard's value lives in a slot (the owner slot, or a slot of
 /// the thread's pocket with `PerThread`), from its `Debug` output.
-#[allow(dead_code)]
 pub fn from_a_slot(guard: &impl std::fmt::Debug) -> bool {
     let shown = format!("{guard:?}");
     shown.contains("owner slot") || shown.contains("pocket")
@@ -210,14 +209,12 @@ pub fn from_a_slot(guard: &impl std::fmt::Debug) -> bool {
 
 /// A loop count, a tenth of it under valgrind (where `.ci/run` sets
 /// `MEMPOOL_STRESS_CYCLES` and threads run one at a time, 50 times slower).
-#[allow(dead_code)]
 pub fn scaled(n: usize) -> usize {
     under_valgrind(n, 10)
 }
 
 /// A loop count for the longest stress loops: a fiftieth of it under
 /// valgrind.
-#[allow(dead_code)]
 pub fn heavy(n: usize) -> usize {
     under_valgrind(n, 50)
 }
@@ -233,7 +230,6 @@ fn under_valgrind(n: usize, divisor: usize) -> usize {
 /// Runs `f` on a thread of its own and fails if it does not end in time (a
 /// re-entrant call that never ends must fail, not hang); a panic in `f`
 /// goes on.
-#[allow(dead_code)]
 pub fn within<R: Send + 'static>(
     secs: u64,
     what: &str,
@@ -253,5 +249,28 @@ pub fn within<R: Send + 'static>(
             std::panic::resume_unwind(handle.join().unwrap_err())
         }
         Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: did not end within {secs} s"),
+    }
+}
+
+/// A value whose `Drop` runs a hook set once the pool exists (so the hook
+/// can use the pool its value lives in).
+pub struct OnDrop {
+    pub t: Tracked,
+    pub hook: Arc<std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for OnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnDrop")
+            .field("t", &self.t.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(hook) = self.hook.get() {
+            hook();
+        }
     }
 }
