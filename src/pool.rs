@@ -185,18 +185,18 @@ where
 
     #[inline(always)]
     fn acquire(&self) -> Held<T> {
-        if let Some(per_thread) = self.spill.as_per_thread() {
-            if let Some(held) = self.pocket_hit(per_thread) {
-                return held;
-            }
-            return self.acquire_for_pocket(per_thread);
-        }
         // `cached`: no branch for a thread without a number yet; its
-        // placeholder matches no owner, so such a thread takes the slow path.
+        // placeholder matches no owner, so such a thread takes a slower path.
         let caller = thread_id::cached();
         if let Some(ticket) = self.owner.take_ticket(caller) {
             self.stats.owner_hit();
             return Held::Owner(ticket);
+        }
+        if let Some(per_thread) = self.spill.as_per_thread() {
+            if let Some(held) = self.pocket_hit(per_thread) {
+                return held;
+            }
+            return self.acquire_for_pocket(caller);
         }
         self.acquire_slow(caller)
     }
@@ -212,31 +212,42 @@ where
         Some(Held::Pocket(ticket))
     }
 
-    /// With `PerThread`, every get whose pocket had nothing idle: a value
-    /// from anywhere else, kept in a free slot of the pocket if there is one.
-    /// Cold: a thread's pocket serves it until it holds three values at
-    /// once. Marking the paths off the pocket hit cold (this one, the
-    /// per-thread cache's miss, the slot's thief check) lays the hit out in
-    /// a straight line, which measured 1.6 against 2.0 ns a cycle
+    /// With `PerThread`, every get that neither the owner slot nor the
+    /// calling thread's pocket could serve: the owner slot's claim or refill,
+    /// else a value from anywhere else, kept in a free slot of the pocket if
+    /// there is one. Cold: a thread's pocket serves it until it holds three
+    /// values at once. Marking the paths off the pocket hit cold (this one,
+    /// the per-thread cache's miss, the slot's thief check) lays the hit out
+    /// in a straight line, which measured 1.6 against 2.0 ns a cycle
     /// (`benches/examples/ratio.rs`).
     #[cold]
     #[inline(never)]
-    fn acquire_for_pocket(&self, per_thread: &PerThread<T>) -> Held<T> {
-        let value = self.pop_or_create();
-        self.keep_in_pocket(per_thread, value)
+    fn acquire_for_pocket(&self, cached: usize) -> Held<T> {
+        self.acquire_slow(cached)
     }
 
     /// Puts a value the caller got into a free slot of its pocket, or hands it
     /// out boxed if there is none.
     fn keep_in_pocket(&self, per_thread: &PerThread<T>, value: Box<T>) -> Held<T> {
-        // SAFETY: as in `acquire`: the ticket goes into a guard.
+        // SAFETY: the ticket goes into a guard, which borrows the pool or
+        // holds an `Arc` of it, so it ends before the spill is dropped.
         match unsafe { per_thread.fill_own(value) } {
             Ok(ticket) => Held::Pocket(ticket),
             Err(value) => Held::Spilled(value),
         }
     }
 
-    /// Every get but the owner's fast one, for a pool without `PerThread`:
+    /// Holds a value that came from neither slot: in a free slot of the
+    /// calling thread's pocket with `PerThread`, else boxed.
+    #[inline(always)]
+    fn hold(&self, value: Box<T>) -> Held<T> {
+        match self.spill.as_per_thread() {
+            Some(per_thread) => self.keep_in_pocket(per_thread, value),
+            None => Held::Spilled(value),
+        }
+    }
+
+    /// Every get but the slots' fast ones: for a pool without `PerThread`,
     /// the usual path of every other thread (a spill pop), so not `#[cold]`.
     /// Out of line all the same: inlined, it made the owner's loop spill
     /// registers (measured: the owner's cycle went from 1.6 to 1.9 ns).
@@ -245,11 +256,11 @@ where
         let owner = self.owner.owner();
         if owner != 0
             && cached != thread_id::UNASSIGNED
-            && (owner != cached || !self.owner.is_empty_for(cached))
+            && (owner != cached || !self.owner.has_room_for(cached))
         {
             // Another thread owns the slot (the usual case here), or this
             // thread does and is using it (a nested get).
-            return Held::Spilled(self.pop_or_create());
+            return self.hold(self.pop_or_create());
         }
         self.acquire_unusual(owner)
     }
@@ -262,7 +273,7 @@ where
         if owner == 0 || owner == caller {
             return self.acquire_rare(caller, owner);
         }
-        Held::Spilled(self.pop_or_create())
+        self.hold(self.pop_or_create())
     }
 
     /// The slot has no owner yet, or the owner thread's slot is in use or
@@ -276,23 +287,23 @@ where
             if self.owner.claim(caller) {
                 return self.fill_owner_slot(caller, value);
             }
-            return Held::Spilled(value);
+            return self.hold(value);
         }
-        if self.owner.is_empty_for(caller) {
+        if self.owner.has_room_for(caller) {
             // The owner's slot was emptied (by `take`, `trim` or a panicking
             // reset): refill it.
             return self.fill_owner_slot(caller, self.pop_or_create());
         }
         // The owner is using its slot (a nested get).
-        Held::Spilled(self.pop_or_create())
+        self.hold(self.pop_or_create())
     }
 
     fn fill_owner_slot(&self, caller: usize, value: Box<T>) -> Held<T> {
         match self.owner.fill(caller, value) {
             Ok(ticket) => Held::Owner(ticket),
             // A thief is looking at the slot right now (rare): the value
-            // goes out as a spilled one; the slot is refilled on a later get.
-            Err(value) => Held::Spilled(value),
+            // goes out another way; the slot is refilled on a later get.
+            Err(value) => self.hold(value),
         }
     }
 
@@ -327,9 +338,11 @@ where
             self.stats.count(Event::SpillHit);
             return Some(value);
         }
-        let value = self.owner.steal()?;
+        let mut stolen = Vec::new();
+        self.owner.steal_into(&mut stolen, 1);
+        let value = stolen.pop()?;
         self.stats.count(Event::SlotHit);
-        Some(Box::new(value))
+        Some(value)
     }
 
     #[inline]
@@ -358,7 +371,7 @@ where
         match held {
             Held::Owner(ticket) => {
                 // Counted while the ticket is held: one writer at a time.
-                self.stats.owner_return();
+                self.stats.owner_return(self.owner.index_of(&ticket));
                 ticket.release();
             }
             Held::Pocket(ticket) => {
@@ -458,7 +471,7 @@ where
     /// assert_eq!(pool.idle(), 1);
     /// ```
     pub fn idle(&self) -> usize {
-        usize::from(self.owner.is_full()) + self.spill.len() + self.victims.len()
+        self.owner.idle() + self.spill.len() + self.victims.len()
     }
 
     /// Drops every idle value the pool holds, in every pocket and the owner
@@ -485,12 +498,11 @@ where
         // alive or the count unrecorded.
         let mut values = self.spill.drain();
         values.extend(self.victims.drain());
-        let own = self.owner.steal();
-        let dropped = values.len() + usize::from(own.is_some());
+        self.owner.steal_into(&mut values, usize::MAX);
+        let dropped = values.len();
         self.stats.count(Event::Trimmed(dropped));
-        // If a value's `Drop` panics, `own` is still dropped by the unwind.
+        // If a value's `Drop` panics, the unwind still drops the others.
         drop(values);
-        drop(own);
         dropped
     }
 
@@ -504,26 +516,24 @@ where
     /// assert!(pool.try_get().is_some());
     /// ```
     pub fn try_get(&self) -> Option<PoolGuard<'_, T, C, R, S, M>> {
+        if let Some(ticket) = self.owner.take_ticket(thread_id::cached()) {
+            self.stats.owner_hit();
+            return Some(PoolGuard::new(self, Held::Owner(ticket)));
+        }
         if let Some(per_thread) = self.spill.as_per_thread() {
             if let Some(held) = self.pocket_hit(per_thread) {
                 return Some(PoolGuard::new(self, held));
             }
-            let value = self.reuse()?;
-            return Some(PoolGuard::new(self, self.keep_in_pocket(per_thread, value)));
-        }
-        if let Some(ticket) = self.owner.take_ticket(thread_id::cached()) {
-            self.stats.owner_hit();
-            return Some(PoolGuard::new(self, Held::Owner(ticket)));
         }
         let value = self.reuse()?;
         // As `get` does: the owner thread refills its empty slot, and the
         // first taker of an unclaimed slot claims it.
         let caller = thread_id::current();
         let owner = self.owner.owner();
-        let held = if (owner == 0 && self.owner.claim(caller)) || owner == caller {
+        let held = if (owner == 0 && self.owner.claim(caller)) || self.owner.has_room_for(caller) {
             self.fill_owner_slot(caller, value)
         } else {
-            Held::Spilled(value)
+            self.hold(value)
         };
         Some(PoolGuard::new(self, held))
     }
@@ -557,7 +567,7 @@ where
         // this pool, and a panicking one must not keep the others alive.
         let stale = self.victims.drain();
         let mut idle = self.spill.drain();
-        idle.extend(self.owner.steal().map(Box::new));
+        self.owner.steal_into(&mut idle, usize::MAX);
         for value in idle {
             // An unbounded queue: never refuses.
             let _ = self.victims.push(value);
@@ -610,15 +620,11 @@ impl<M: StatsLayer> Drop for CountIfResetPanics<'_, M> {
 
 impl<T, C, R, S: Spill<T> + fmt::Debug, M> fmt::Debug for Pool<T, C, R, S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = f.debug_struct("Pool");
-        // With `PerThread` the owner slot is never used: every thread has
-        // its pocket, which the spill's own output counts.
-        if self.spill.as_per_thread().is_none() {
-            let owner = self.owner.owner();
-            shown
-                .field("owner_thread", &(owner != 0).then_some(owner))
-                .field("owner_slot", &self.owner.state_name());
-        }
-        shown.field("spill", &self.spill).finish_non_exhaustive()
+        let owner = self.owner.owner();
+        f.debug_struct("Pool")
+            .field("owner_thread", &(owner != 0).then_some(owner))
+            .field("owner_slots", &self.owner.slots())
+            .field("spill", &self.spill)
+            .finish_non_exhaustive()
     }
 }

@@ -166,8 +166,10 @@ mod sealed {
 pub trait StatsLayer: sealed::Sealed {
     #[doc(hidden)]
     fn owner_hit(&self);
+    /// A return to owner slot `slot` (0 or 1), counted while its ticket is
+    /// held.
     #[doc(hidden)]
-    fn owner_return(&self);
+    fn owner_return(&self, slot: usize);
     #[doc(hidden)]
     fn count(&self, event: Event);
     #[doc(hidden)]
@@ -209,7 +211,7 @@ impl StatsLayer for NoStats {
     #[inline(always)]
     fn owner_hit(&self) {}
     #[inline(always)]
-    fn owner_return(&self) {}
+    fn owner_return(&self, _slot: usize) {}
     #[inline(always)]
     fn count(&self, _event: Event) {}
     fn snapshot(&self, _idle: usize) -> Option<Stats> {
@@ -226,7 +228,9 @@ impl StatsLayer for NoStats {
 /// ```
 #[derive(Default)]
 pub struct StatsCounters {
-    /// Counted by whoever holds the owner slot: one thread at a time.
+    /// Hits counted by the owner thread, the one taker of the owner slots;
+    /// returns by whoever holds the ticket of that owner slot: for each
+    /// counter, one thread at a time.
     owner: CachePadded<OwnerCounts>,
     /// Counted by each thread in its own block.
     threads: ThreadSlots<CachePadded<ThreadCounts>>,
@@ -238,7 +242,9 @@ pub struct StatsCounters {
 #[derive(Default)]
 struct OwnerCounts {
     hits: AtomicU64,
-    returns: AtomicU64,
+    /// One per owner slot: two tickets may be returned at once, on two
+    /// threads.
+    returns: [AtomicU64; 2],
 }
 
 #[derive(Default)]
@@ -310,8 +316,8 @@ impl StatsLayer for StatsCounters {
     }
 
     #[inline(always)]
-    fn owner_return(&self) {
-        add(&self.owner.returns, 1);
+    fn owner_return(&self, slot: usize) {
+        add(&self.owner.returns[slot], 1);
     }
 
     #[inline]
@@ -331,7 +337,7 @@ impl StatsLayer for StatsCounters {
     fn snapshot(&self, idle: usize) -> Option<Stats> {
         let mut s = Stats {
             slot_hits: read(&self.owner.hits),
-            returns: read(&self.owner.returns),
+            returns: self.owner.returns.iter().map(read).sum(),
             idle,
             ..Stats::default()
         };

@@ -41,9 +41,32 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 
-/// Whether a guard's value lives in a slot of a pocket (from its `Debug`).
+/// Whether a guard's value lives in a slot of a pocket: a thread's, or the
+/// owner slots, which are a pocket too (from its `Debug`).
 fn in_pocket(guard: &impl std::fmt::Debug) -> bool {
-    format!("{guard:?}").contains("pocket")
+    common::from_a_slot(guard)
+}
+
+/// Whether a guard's value lives in a thread's pocket, not the owner slots.
+fn in_a_thread_pocket(guard: &impl std::fmt::Debug) -> bool {
+    format!("{guard:?}").contains("\"pocket\"")
+}
+
+/// Makes a thread that exits at once the pool's owner, and takes its value
+/// out of the pool: the owner slots stay empty for good, so every thread of
+/// the test uses its pocket, as every thread but a pool's first does. The
+/// pool's stats count one get, one create and one take.
+fn owner_gone<T, C, R, S, M>(pool: &Pool<T, C, R, S, M>)
+where
+    Pool<T, C, R, S, M>: Sync,
+    C: Fn() -> T,
+    R: mempool::Reset<T>,
+    S: mempool::Spill<T>,
+    M: StatsLayer,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| drop(PoolGuard::take(pool.get())));
+    });
 }
 
 type Create = Box<dyn Fn() -> Tracked + Send + Sync>;
@@ -450,12 +473,14 @@ fn an_exiting_thread_never_uses_the_pocket_it_gave_up() {
                 let mut pocket = 0;
                 for i in 0..heavy(20_000) {
                     let a = p2.get();
-                    pocket += usize::from(in_pocket(&a));
+                    // The thread is the pool's owner, whose owner slots stay
+                    // its own to the end: only a ThreadSlots pocket counts.
+                    pocket += usize::from(in_a_thread_pocket(&a));
                     let ga = next_guard();
                     a.hold(ga);
                     if i % 2 == 0 {
                         let b = p2.get();
-                        pocket += usize::from(in_pocket(&b));
+                        pocket += usize::from(in_a_thread_pocket(&b));
                         b.use_for(|| ());
                     }
                     if i % 1_000 == 999 {
@@ -529,6 +554,9 @@ fn an_exiting_thread_never_uses_the_pocket_it_gave_up() {
 fn take_put_and_try_get_of_pocket_values() {
     let ledger = Ledger::new();
     let pool = tracked_pool(&ledger);
+    // A thread's own pocket, not the owner slots, is what this tests (the
+    // gone owner's get, create and take are counted below).
+    owner_gone(&pool);
     assert!(pool.try_get().is_none());
     let a = pool.get();
     assert!(in_pocket(&a));
@@ -560,7 +588,7 @@ fn take_put_and_try_get_of_pocket_values() {
     assert_eq!(t.id, gid);
     assert!(pool.try_get().is_none());
     let s = pool.stats().unwrap();
-    assert_eq!((s.creates, s.taken, s.puts, s.idle), (1, 2, 1, 0), "{s}");
+    assert_eq!((s.creates, s.taken, s.puts, s.idle), (2, 3, 1, 0), "{s}");
     pool.put(t);
     // With both slots in use, a put value goes to the overflow, and
     // `try_get` hands it out spilled.
@@ -571,7 +599,7 @@ fn take_put_and_try_get_of_pocket_values() {
     assert!(!in_pocket(&z), "no free slot: {z:?}");
     drop((x, y, z));
     assert_eq!(pool.idle(), 3);
-    assert_eq!(pool.stats().unwrap().creates, 2);
+    assert_eq!(pool.stats().unwrap().creates, 3);
     settle("take, put, try_get", &ledger, pool);
 }
 
@@ -769,6 +797,8 @@ fn hooks_use_the_pool_while_a_pocket_slot_is_in_use() {
         let ledger = Ledger::new();
         let knobs = Arc::new(Knobs::default());
         let pool = hooked_pool(&ledger, &knobs);
+        // A thread's own pocket, not the owner slots, is what this tests.
+        owner_gone(&pool);
         let (p, l, k) = (Arc::clone(&pool), Arc::clone(&ledger), Arc::clone(&knobs));
         within(60, what, move || {
             if in_retain {
@@ -1086,8 +1116,8 @@ fn drop_during_a_panicking_pocket_reset_uses_the_pool() {
 // ---------------------------------------------------------------------------
 
 /// Nested gets of 1 to 8 values on one thread, returned first to last, last
-/// to first and interleaved: the first two are the pocket's, the rest
-/// spilled, all distinct; the pool makes exactly as many values as the
+/// to first and interleaved: the first four are the owner slots' and
+/// the pocket's, the rest spilled, all distinct; the pool makes exactly as many values as the
 /// deepest nesting and counts each get where it was served.
 #[test]
 fn nested_gets_beyond_the_pocket() {
@@ -1108,7 +1138,7 @@ fn nested_gets_beyond_the_pocket() {
                 })
                 .collect();
             for (i, (g, _)) in held.iter().enumerate() {
-                assert_eq!(in_pocket(g), i < 2, "{what}: get {i}: {g:?}");
+                assert_eq!(in_pocket(g), i < 4, "{what}: get {i}: {g:?}");
             }
             let ids: HashSet<usize> = held.iter().map(|(g, _)| g.id).collect();
             assert_eq!(ids.len(), depth, "{what}: a value handed out twice");
@@ -1135,8 +1165,8 @@ fn nested_gets_beyond_the_pocket() {
             );
             assert_eq!(slot + spilled + made, depth as u64, "{what}: {s}");
             if made == 0 {
-                // The pocket's two, then the overflow.
-                assert_eq!(slot, depth.min(2) as u64, "{what}: {s}");
+                // The owner slots' two, the pocket's two, then the overflow.
+                assert_eq!(slot, depth.min(4) as u64, "{what}: {s}");
             }
             check_identities(&s, &what);
         }
@@ -1646,19 +1676,21 @@ fn forgotten_pocket_guards() {
             .stats()
             .build(),
     );
+    // The thread's own pocket, not the owner slots, is what this tests.
+    owner_gone(&pool);
     let first = pool.get();
-    assert!(in_pocket(&first));
+    assert!(in_a_thread_pocket(&first));
     std::mem::forget(first);
     let g = pool.get();
-    assert!(in_pocket(&g), "the second slot serves");
+    assert!(in_a_thread_pocket(&g), "the second slot serves");
     drop(g);
     let second = pool.get();
-    assert!(in_pocket(&second));
+    assert!(in_a_thread_pocket(&second));
     std::mem::forget(second);
     let before = MADE.load(SeqCst);
     for _ in 0..100 {
         let g = pool.get();
-        assert!(!in_pocket(&g), "both slots are in use for good");
+        assert!(!in_a_thread_pocket(&g), "both slots are in use for good");
         drop((g, pool.get()));
         pool.decay();
         pool.trim();

@@ -105,8 +105,8 @@ fn race_to_own<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
     });
 }
 
-/// The owner nests two gets (the second goes to the spill) while another
-/// thread gets and returns.
+/// The owner nests two gets (the second goes to its second owner slot)
+/// while another thread gets and returns.
 fn owner_nests_while_another_gets<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
     loom::model(move || {
         let (ledger, pool) = pool(make());
@@ -243,7 +243,7 @@ fn trim_vs_take_and_return<S: Spill<Value> + Send + Sync + 'static>(make: fn() -
 fn pocket_take_vs_steal<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
     loom::model(move || {
         let (ledger, pool) = pool(make());
-        let held = pool.get(); // the owner slot stays in use: gets go to the spill
+        let held = pool.get(); // an owner slot stays in use
         let worker = {
             let pool = Arc::clone(&pool);
             thread::spawn(move || {
@@ -284,7 +284,36 @@ fn decay_vs_take_and_return<S: Spill<Value> + Send + Sync + 'static>(make: fn() 
     });
 }
 
-/// The nine models for one strategy.
+/// The owner's second slot: with the first in use, the owner takes its
+/// second slot's idle value on the fast path while another thread, finding
+/// nothing else idle, steals it, and a third trims: the value goes to one of
+/// them only, and the first slot's value is never touched.
+fn owner_second_slot_vs_steal<S: Spill<Value> + Send + Sync + 'static>(make: fn() -> S) {
+    loom::model(move || {
+        let (ledger, pool) = pool(make());
+        let first = pool.get(); // this thread owns the slots
+        drop(pool.get()); // the second slot now holds an idle value
+        first.hold(1);
+        let thief = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.get().touch(2))
+        };
+        let trimmer = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || {
+                pool.trim();
+            })
+        };
+        pool.get().touch(3);
+        first.release(1);
+        drop(first);
+        thief.join().unwrap();
+        trimmer.join().unwrap();
+        settle(&ledger, pool);
+    });
+}
+
+/// The ten models for one strategy.
 macro_rules! models {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -333,6 +362,11 @@ macro_rules! models {
             #[test]
             fn decay_vs_take_and_return() {
                 super::decay_vs_take_and_return($make);
+            }
+
+            #[test]
+            fn owner_second_slot_vs_steal() {
+                super::owner_second_slot_vs_steal($make);
             }
         }
     };

@@ -45,27 +45,31 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Where a slot stands: the owner slot, or one of the two slots of the
-/// thread's pocket with `PerThread`.
+/// Where a slot stands: one of the two owner slots, or one of the two slots
+/// of the thread's pocket with `PerThread`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 enum Slot {
     #[default]
     Empty,
     Full,
     InUse,
-    /// A pocket slot that `trim` or `decay` took from: it still looks full
-    /// to its own thread, which settles it (to empty) on its next take from
-    /// that slot, and until then it refuses returned values.
+    /// A slot that `trim` or `decay` took from: it still looks full to its
+    /// own thread, which settles it (to empty) on its next take from that
+    /// slot, and until then it refuses values.
     Taken,
 }
+
+/// How many slots the owner has.
+const OWNER_SLOTS: usize = 2;
 
 /// What the pool must look like, seen from the one thread that uses it.
 #[derive(Debug, Default)]
 struct Model {
-    /// `PerThread`: two pocket slots and no owner slot; else the owner slot.
+    /// `PerThread`: the thread has a pocket too.
     pockets: bool,
-    /// The owner slot has been claimed (owner slot only).
+    /// The owner slots have been claimed (by the model's one thread).
     claimed: bool,
+    /// The owner slots (0 and 1), then the pocket's (2 and 3) if any.
     slots: Vec<Slot>,
     spill_idle: usize,
     /// Idle values the last `decay` set aside.
@@ -82,15 +86,18 @@ impl Model {
     fn new(pockets: bool, capacity: usize) -> Self {
         Model {
             pockets,
-            slots: vec![Slot::Empty; if pockets { 2 } else { 1 }],
+            slots: vec![Slot::Empty; if pockets { 4 } else { 2 }],
             capacity,
             ..Model::default()
         }
     }
 
-    /// The fast path: the first full slot, settling taken ones on the way.
+    /// The fast paths, the owner slots' then the pocket's: the first full
+    /// slot, settling taken ones on the way. The owner slots serve nobody
+    /// until claimed.
     fn take_slot(&mut self) -> Option<usize> {
-        for i in 0..self.slots.len() {
+        let first = if self.claimed { 0 } else { OWNER_SLOTS };
+        for i in first..self.slots.len() {
             match self.slots[i] {
                 Slot::Full => {
                     self.slots[i] = Slot::InUse;
@@ -104,11 +111,20 @@ impl Model {
         None
     }
 
-    /// A value got elsewhere goes into the first empty slot, if any.
-    fn fill(&mut self) -> Option<usize> {
-        let i = self.slots.iter().position(|s| *s == Slot::Empty)?;
+    /// A value got elsewhere goes into the first empty slot of `range`, if
+    /// any.
+    fn fill(&mut self, range: std::ops::Range<usize>) -> Option<usize> {
+        let i = range.clone().find(|&i| self.slots[i] == Slot::Empty)?;
         self.slots[i] = Slot::InUse;
         Some(i)
+    }
+
+    /// A value that came from neither fast path: into an empty owner slot
+    /// (claiming them if unclaimed), else the pocket's, else held boxed.
+    fn hold(&mut self) -> Option<usize> {
+        self.claimed = true;
+        self.fill(0..OWNER_SLOTS)
+            .or_else(|| self.fill(OWNER_SLOTS..self.slots.len()))
     }
 
     fn pop_or_create(&mut self) {
@@ -137,16 +153,7 @@ impl Model {
             return;
         }
         self.pop_or_create();
-        let slot = if self.pockets {
-            self.fill()
-        } else if self.claimed && self.slots[0] == Slot::InUse {
-            // A nested get on the owner thread.
-            None
-        } else {
-            // Unclaimed, or claimed and empty: the slot is (re)filled.
-            self.claimed = true;
-            self.fill()
-        };
+        let slot = self.hold();
         self.guards.push(slot);
     }
 
@@ -161,8 +168,7 @@ impl Model {
             return false;
         }
         self.stats.gets += 1;
-        self.claimed = true;
-        let slot = self.fill();
+        let slot = self.hold();
         self.guards.push(slot);
         true
     }
@@ -188,18 +194,13 @@ impl Model {
         }
     }
 
-    /// The idle values of the slots, taken by `trim` or `decay`: a pocket's
-    /// slots are marked taken, the owner slot is simply empty.
+    /// The idle values of the slots, taken by `trim` or `decay`: the slots
+    /// are marked taken.
     fn take_idle_slots(&mut self) -> usize {
-        let after = if self.pockets {
-            Slot::Taken
-        } else {
-            Slot::Empty
-        };
         let mut n = 0;
         for slot in &mut self.slots {
             if *slot == Slot::Full {
-                *slot = after;
+                *slot = Slot::Taken;
                 n += 1;
             }
         }
@@ -214,7 +215,8 @@ impl Model {
 
     fn offer(&mut self) {
         if self.pockets {
-            if let Some(i) = self.slots.iter().position(|s| *s == Slot::Empty) {
+            if let Some(i) = (OWNER_SLOTS..self.slots.len()).find(|&i| self.slots[i] == Slot::Empty)
+            {
                 self.slots[i] = Slot::Full;
                 self.stats.spilled += 1;
                 return;
@@ -452,7 +454,8 @@ proptest! {
 
     #[test]
     fn per_thread_matches_the_model(ops in prop::collection::vec(op(), 0..60)) {
-        // One thread: its pocket holds two, the overflow the rest.
+        // One thread, the owner: its owner slots hold two, its pocket two
+        // more, the overflow the rest.
         check(spill::PerThread::default(), usize::MAX, &ops)?;
     }
 

@@ -42,7 +42,8 @@ mod lock_free;
 mod mutex;
 mod none;
 mod per_thread;
-mod pocket;
+#[doc(hidden)]
+pub mod pocket;
 mod reset;
 #[doc(hidden)]
 pub mod slot;

@@ -206,7 +206,7 @@ impl<T> Spill<T> for PerThread<T> {
             + self
                 .pockets
                 .iter()
-                .map(|pocket| pocket.len())
+                .map(|pocket| pocket.idle())
                 .sum::<usize>()
     }
 

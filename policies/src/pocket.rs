@@ -1,9 +1,14 @@
-//! A thread's pocket: two [`Slot`]s whose own thread is the thread holding
-//! the pocket's index in `ThreadSlots`, so that a thread that holds two
-//! values at once (a nested call, a parser with two scratch buffers) takes
-//! and returns both with plain loads and stores. The protocol, and every
-//! `unsafe` proof it rests on, is in `slot.rs`.
+//! A pocket: two [`Slot`]s with one own thread, so that a thread that holds
+//! two values at once (a nested call, a parser with two scratch buffers)
+//! takes and returns both with plain loads and stores. [`PerThread`] gives
+//! each thread one (its own thread is the thread holding the pocket's index
+//! in `ThreadSlots`); a pool's owner slot is one too (its own thread is the
+//! pool's owner). The protocol, and every `unsafe` proof it rests on, is in
+//! `slot.rs`.
+//!
+//! [`PerThread`]: crate::PerThread
 
+use crate::barrier;
 use crate::slot::{Slot, Ticket};
 use std::fmt;
 
@@ -13,7 +18,7 @@ const SLOTS: usize = 2;
 
 /// Two slots, taken and filled in order: a thread that holds one value at a
 /// time keeps it in the first.
-pub(crate) struct Pocket<T> {
+pub struct Pocket<T> {
     slots: [Slot<T>; SLOTS],
 }
 
@@ -33,7 +38,7 @@ impl<T> Pocket<T> {
     /// The calling thread is the pocket's own thread, and the ticket ends
     /// before the pocket is dropped or moved (see `Slot::take_ticket`).
     #[inline(always)]
-    pub(crate) unsafe fn take_ticket(&self) -> Option<Ticket<T>> {
+    pub unsafe fn take_ticket(&self) -> Option<Ticket<T>> {
         // SAFETY: the caller's promise, passed on.
         unsafe {
             match self.slots[0].take_ticket() {
@@ -49,7 +54,7 @@ impl<T> Pocket<T> {
     /// # Safety
     ///
     /// As for [`take_ticket`](Pocket::take_ticket).
-    pub(crate) unsafe fn fill(&self, value: Box<T>) -> Result<Ticket<T>, Box<T>> {
+    pub unsafe fn fill(&self, value: Box<T>) -> Result<Ticket<T>, Box<T>> {
         let mut value = value;
         for slot in &self.slots {
             // SAFETY: the caller's promise, passed on.
@@ -62,20 +67,46 @@ impl<T> Pocket<T> {
     }
 
     /// The slots, for a thief.
-    pub(crate) fn slots(&self) -> &[Slot<T>] {
+    pub fn slots(&self) -> &[Slot<T>] {
         &self.slots
     }
 
     /// Every value, for an owner of the whole spill (no protocol needed).
-    pub(crate) fn take_all(&mut self, out: &mut Vec<Box<T>>) {
+    pub fn take_all(&mut self, out: &mut Vec<Box<T>>) {
         for slot in &mut self.slots {
             out.extend(slot.take_mut().map(Box::new));
         }
     }
 
+    /// Whether a slot is idle and empty, so that [`fill`](Pocket::fill)
+    /// would succeed unless a thief is in. Only meaningful on the own thread.
+    pub fn has_empty(&self) -> bool {
+        self.slots.iter().any(Slot::is_empty)
+    }
+
+    /// Takes up to `want` idle values from any thread, through one heavy
+    /// barrier for both slots (none if neither looks full).
+    pub fn steal_into(&self, out: &mut Vec<Box<T>>, want: usize) {
+        let announced = self.slots.each_ref().map(Slot::announce);
+        if !announced.contains(&true) {
+            return;
+        }
+        barrier::heavy();
+        let start = out.len();
+        for (slot, announced) in self.slots.iter().zip(announced) {
+            if announced {
+                let take = out.len() - start < want;
+                // SAFETY: `announce` returned true for this slot, the heavy
+                // barrier came after both announces, and each announced slot
+                // is finished once, here.
+                out.extend(unsafe { slot.finish_steal(take) }.map(Box::new));
+            }
+        }
+    }
+
     /// How many slots hold an idle value (exact when no other thread uses
     /// the pocket).
-    pub(crate) fn len(&self) -> usize {
+    pub fn idle(&self) -> usize {
         self.slots.iter().filter(|slot| slot.is_full()).count()
     }
 }

@@ -359,6 +359,12 @@ impl<T> Ticket<T> {
         unsafe { self.slot.as_ref() }
     }
 
+    /// Whether this is a ticket for `slot`.
+    #[inline(always)]
+    pub fn is_for(&self, slot: &Slot<T>) -> bool {
+        std::ptr::eq(self.slot.as_ptr(), slot)
+    }
+
     /// The value.
     #[inline(always)]
     pub fn value(&self) -> &T {
