@@ -12,9 +12,16 @@
 //! shared loop shape, where how the optimiser happens to lay out the code
 //! moved results by 0.3 ns (20%) between runs of the same source.
 //!
+//! Each contender has four copies at different places on the heap, one per
+//! sample by turns (`benches/common/placed.rs` says why).
+//!
 //! `cargo bench -p mempool-benches --bench single_thread`
 
+#[path = "../common/placed.rs"]
+mod placed;
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use placed::Placed;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -35,12 +42,15 @@ fn timed(iters: u64, mut cycle: impl FnMut()) -> Duration {
 fn single_thread(c: &mut Criterion) {
     let mut group = c.benchmark_group("single_thread");
 
-    let pool = mempool::Pool::builder()
-        .create(new_vec)
-        .reset(Vec::clear)
-        .build();
+    let pools = Placed::new(|| {
+        mempool::Pool::builder()
+            .create(new_vec)
+            .reset(Vec::clear)
+            .build()
+    });
     group.bench_function("mempool", |b| {
         b.iter_custom(|iters| {
+            let pool = pools.next();
             timed(iters, || {
                 let mut v = pool.get();
                 v.push(black_box(1));
@@ -48,13 +58,16 @@ fn single_thread(c: &mut Criterion) {
         })
     });
 
-    let pool = mempool::Pool::builder()
-        .create(new_vec)
-        .reset(Vec::clear)
-        .stats()
-        .build();
+    let pools = Placed::new(|| {
+        mempool::Pool::builder()
+            .create(new_vec)
+            .reset(Vec::clear)
+            .stats()
+            .build()
+    });
     group.bench_function("mempool+stats", |b| {
         b.iter_custom(|iters| {
+            let pool = pools.next();
             timed(iters, || {
                 let mut v = pool.get();
                 v.push(black_box(1));
@@ -63,12 +76,15 @@ fn single_thread(c: &mut Criterion) {
     });
 
     // A struct field's pool: hooks boxed (`BoxedPool`).
-    let pool: mempool::BoxedPool<Vec<u8>> = mempool::Pool::builder()
-        .create(new_vec)
-        .reset(Vec::clear)
-        .build_boxed();
+    let pools = Placed::new(|| -> mempool::BoxedPool<Vec<u8>> {
+        mempool::Pool::builder()
+            .create(new_vec)
+            .reset(Vec::clear)
+            .build_boxed()
+    });
     group.bench_function("mempool-boxed", |b| {
         b.iter_custom(|iters| {
+            let pool = pools.next();
             timed(iters, || {
                 let mut v = pool.get();
                 v.push(black_box(1));
@@ -76,9 +92,10 @@ fn single_thread(c: &mut Criterion) {
         })
     });
 
-    let pool = mempool03::Pool::new(Box::new(|| RefCell::new(new_vec())));
+    let pools = Placed::new(|| mempool03::Pool::new(Box::new(|| RefCell::new(new_vec()))));
     group.bench_function("mempool-0.3.1", |b| {
         b.iter_custom(|iters| {
+            let pool = pools.next();
             timed(iters, || {
                 let mut v = pool.get().borrow_mut();
                 v.push(black_box(1));
@@ -87,9 +104,10 @@ fn single_thread(c: &mut Criterion) {
         })
     });
 
-    let pool = regex_automata::util::pool::Pool::new(new_vec as fn() -> Vec<u8>);
+    let pools = Placed::new(|| regex_automata::util::pool::Pool::new(new_vec as fn() -> Vec<u8>));
     group.bench_function("regex-automata", |b| {
         b.iter_custom(|iters| {
+            let pool = pools.next();
             timed(iters, || {
                 let mut v = pool.get();
                 v.push(black_box(1));

@@ -5,10 +5,20 @@
 //! so their ratio is steadier than that of separate criterion runs; the
 //! fastest batch is the least disturbed one.
 //!
+//! Each case has four copies of its pool at different places on the heap,
+//! used by turns (`benches/common/placed.rs` says why): the fastest batch is
+//! then the case's speed where nothing aliases; the median mixes the four
+//! placements.
+//!
 //! ```sh
 //! cargo run --release -p mempool-benches --example ratio -- 30   # rounds
 //! ```
 use std::hint::black_box;
+#[path = "../common/placed.rs"]
+mod placed;
+
+use mempool::Pool;
+use placed::Placed;
 use std::time::Instant;
 
 const BATCH: u32 = 2_000_000;
@@ -27,24 +37,26 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(30);
-    let default = mempool::Pool::builder()
-        .create(|| Vec::<u8>::with_capacity(256))
-        .reset(Vec::clear)
-        .build();
-    let owner = mempool::Pool::builder()
-        .create(|| Vec::<u8>::with_capacity(256))
-        .reset(Vec::clear)
-        .spill(mempool::spill::Mutex::default())
-        .build();
-    let old = mempool03::Pool::new(Box::new(|| {
-        std::cell::RefCell::new(Vec::<u8>::with_capacity(256))
-    }));
-    let tl = thread_local::ThreadLocal::<std::cell::RefCell<Vec<u8>>>::new();
-    let stats = mempool::Pool::builder()
-        .create(|| Vec::<u8>::with_capacity(256))
-        .reset(Vec::clear)
-        .stats()
-        .build();
+    fn buffer() -> Vec<u8> {
+        Vec::with_capacity(256)
+    }
+    let default = Placed::new(|| Pool::builder().create(buffer).reset(Vec::clear).build());
+    let owner = Placed::new(|| {
+        Pool::builder()
+            .create(buffer)
+            .reset(Vec::clear)
+            .spill(mempool::spill::Mutex::default())
+            .build()
+    });
+    let old = Placed::new(|| mempool03::Pool::new(Box::new(|| std::cell::RefCell::new(buffer()))));
+    let tl = Placed::new(thread_local::ThreadLocal::<std::cell::RefCell<Vec<u8>>>::new);
+    let stats = Placed::new(|| {
+        Pool::builder()
+            .create(buffer)
+            .reset(Vec::clear)
+            .stats()
+            .build()
+    });
     let names = [
         "default",
         "owner (Mutex)",
@@ -54,7 +66,9 @@ fn main() {
         "default, stats on",
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
-    for _ in 0..rounds {
+    for round in 0..rounds {
+        let (default, owner, old) = (default.at(round), owner.at(round), old.at(round));
+        let (tl, stats) = (tl.at(round), stats.at(round));
         times[0].push(time(|| default.get().push(black_box(1))));
         times[1].push(time(|| owner.get().push(black_box(1))));
         times[2].push(time(|| {
@@ -69,9 +83,7 @@ fn main() {
             v.clear();
         }));
         times[4].push(time(|| {
-            let mut v = tl
-                .get_or(|| std::cell::RefCell::new(Vec::with_capacity(256)))
-                .borrow_mut();
+            let mut v = tl.get_or(|| std::cell::RefCell::new(buffer())).borrow_mut();
             v.push(black_box(1));
             v.clear();
         }));
