@@ -120,7 +120,7 @@ impl<T, C, R, S, M, K> PoolBuilder<T, C, R, S, M, K> {
         }
     }
 
-    /// The strategy that keeps values beyond the owner slot: one of
+    /// The strategy that keeps values beyond the owner slots: one of
     /// [`crate::spill`]'s, or your own [`Spill`].
     ///
     /// ```
@@ -164,7 +164,7 @@ impl<T, C, R, S, M, K> PoolBuilder<T, C, R, S, M, K> {
 
     /// A check run on every returned value after `reset`: a value for which
     /// it returns `false` is dropped instead of kept (counted in the stats as
-    /// `rejected`), whether it came from the owner slot, the spill or `put`.
+    /// `rejected`), whether it came from a slot, the spill or `put`.
     /// For a buffer that grew too large, say. Without one, every value is
     /// kept, at no cost. May be called before or after `reset`.
     ///

@@ -6,8 +6,8 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-/// Where a guard's value lives: in the pool's owner slot, in a slot of a
-/// thread's pocket (`PerThread`), or boxed on its own.
+/// Where a guard's value lives: in one of the pool's two owner slots, in a
+/// slot of a thread's pocket (`PerThread`), or boxed on its own.
 pub(crate) enum Held<T> {
     Owner(Ticket<T>),
     Pocket(Ticket<T>),
@@ -44,7 +44,7 @@ impl<T> Held<T> {
 ///
 /// `Send` when `T` is `Send` and the pool is `Sync`: a guard may be dropped on
 /// another thread than the one that got it. Forgetting a guard
-/// (`mem::forget`) leaks its value, and if it came from the owner slot or a
+/// (`mem::forget`) leaks its value, and if it came from an owner slot or a
 /// pocket's slot, that slot stays in use: its thread gets its values
 /// elsewhere from then on.
 ///
@@ -220,7 +220,7 @@ where
             )
         };
         // The value goes back before the Arc is released: the pool may be
-        // dropped right after, and it must find its owner slot idle.
+        // dropped right after, and it must find the slot idle.
         pool.give_back(held);
         drop(pool);
     }

@@ -1,14 +1,16 @@
 //! A fast, thread-safe pool for reusing allocations.
 //!
 //! Make an expensive value once (a buffer, a parser's or regex's scratch
-//! space, per-request state) and reuse it on every call. With the default
-//! strategy every thread gets its values back from a pocket of its own, two
-//! slots that take no lock and no read-modify-write atomic: a thread-local
-//! read, two atomic loads and one store to get, one store to return. Other
-//! *spill strategies* (a lock, a lock-free queue, a ring with a ceiling,
-//! nothing) decide how idle values are kept and how many; with them, the
-//! first thread to use the pool becomes its *owner* and gets that same kind
-//! of path through one slot, and every other get goes to the strategy.
+//! space, per-request state) and reuse it on every call. The first thread to
+//! use a pool becomes its *owner* and gets its values from two slots inside
+//! the pool, which take no lock and no read-modify-write atomic: a
+//! thread-local read, three atomic loads and one store to get, one store to
+//! return. With the default strategy every other thread gets the same kind
+//! of path from a pocket of its own (two such slots, found through a
+//! per-thread cache). Other *spill strategies* (a lock, a lock-free queue, a
+//! ring with a ceiling, nothing) decide how the rest of the idle values are
+//! kept and how many; with them, every get but the owner's goes to the
+//! strategy.
 //!
 //! ```
 //! use mempool::{spill, Pool, PoolGuard};
@@ -48,18 +50,18 @@
 //!   overflow, then from another thread's pocket, before creating. A get
 //!   from the own pocket is plain loads and stores (no read-modify-write, no
 //!   fence), and its guard returns the value there with one store, from any
-//!   thread; memory follows how many values are in use at once. No owner
-//!   slot: every thread has the owner's path.
+//!   thread; memory follows how many values are in use at once. Every
+//!   thread has a path like the owner's.
 //! - [`spill::Mutex`]: per-thread shards of `parking_lot` locks around
 //!   unbounded stacks.
 //! - [`spill::LockFree`]: one shared lock-free queue; no thread ever waits.
 //! - [`spill::Bounded`]: a lock-free ring that keeps at most `n` values.
 //! - [`spill::None`]: keeps nothing; only the owner slot reuses.
 //!
-//! Every strategy but `PerThread` comes with the owner slot: one thread (the
-//! first to get) has the fast path, the others go to the strategy. That is
-//! what a pool mostly used by one thread, or one that needs a hard ceiling
-//! (`Bounded`: at most `n` idle values and the owner slot's), wants.
+//! With every strategy but `PerThread`, only the owner (the first thread to
+//! get) has a fast path; the others go to the strategy. That is what a pool
+//! mostly used by one thread, or one that needs a hard ceiling (`Bounded`:
+//! at most `n` idle values and the owner slots' two), wants.
 //!
 //! The default is [`spill::PerThread`] because it was the fastest in the
 //! crate's contention benchmarks (2, 4 and 8 threads on one pool, and a thread
@@ -72,7 +74,7 @@
 //!
 //! # Fast paths that other threads can still reach
 //!
-//! The default strategy's pockets and the owner slot are taken and refilled
+//! The owner slots and the default strategy's pockets are taken and refilled
 //! by their own thread with plain loads and stores. Other threads still take
 //! idle values out of them (to reuse a value instead of creating one, in
 //! [`Pool::trim`], and when the pool is dropped) through an *asymmetric

@@ -9,19 +9,23 @@ use std::sync::Arc;
 
 /// A thread-safe pool of reusable values.
 ///
-/// With the default spill strategy, [`PerThread`](crate::spill::PerThread),
-/// every thread that calls [`get`](Pool::get) takes its value from a pocket of
-/// its own: two slots that need no lock and no read-modify-write atomic, to
-/// which the guard returns the value with one store, whichever thread drops
-/// it. A thread holding more than two values at once, or whose pocket is
-/// empty, gets one from the strategy's shared overflow, else from another
-/// thread's pocket, else from `create`.
+/// The first thread to call [`get`](Pool::get) becomes the pool's *owner*:
+/// for the pool's whole life, that thread gets and returns up to two values
+/// through the *owner slots*, inside the pool, which need no lock and no
+/// read-modify-write atomic; the guard returns a value there with one store,
+/// whichever thread drops it.
 ///
-/// With any other strategy, the first thread to call `get` becomes the
-/// pool's *owner*: for the pool's whole life, that thread gets and returns
-/// one value through a slot of the same kind. Every other get (other
-/// threads, or the owner while its slot is in use) goes to the spill
-/// strategy `S`, and when the spill has nothing, `create` makes a new value.
+/// With the default spill strategy, [`PerThread`](crate::spill::PerThread),
+/// every other thread (and the owner while both owner slots are in use) has
+/// a pocket of its own: two slots of the same kind, found through a
+/// per-thread cache, which costs them one dependent load more than the
+/// owner. A thread that holds more values at once, or whose slots are
+/// empty, gets one from the strategy's shared overflow, else from another
+/// thread's pocket or an idle owner slot, else from `create`.
+///
+/// With any other strategy, every get but the owner's from its owner slots
+/// goes to the spill strategy `S`, and when the spill has nothing, `create`
+/// makes a new value.
 ///
 /// A returned value is reset by `R`, then goes back to the slot it came from,
 /// or is offered to the spill; a value the spill refuses is dropped.
@@ -51,21 +55,21 @@ use std::sync::Arc;
 /// # Size
 ///
 /// A `Pool<Vec<u8>>` is 768 bytes before any use (`size_of`, 64-bit Linux):
-/// the owner slot takes two 128-byte cache lines (the owner's number, read by
-/// every thread, apart from the value and its state, written by the owner on
-/// every get; unused with the default strategy); the default strategy about
+/// the owner slots take two 128-byte cache lines (the owner's number, read
+/// by every thread, apart from the two values and their states, written by
+/// the owner on every get); the default strategy about
 /// 400 bytes (16 buckets of per-thread pockets at 24 bytes each, made when a
 /// thread first needs one, and an overflow queue made on first use);
 /// `decay`'s set-aside queue 16 bytes until used; and the hooks, here one
-/// function pointer; the whole rounded up to the owner slot's 128-byte
+/// function pointer; the whole rounded up to the owner slots' 128-byte
 /// alignment. Each thread that uses a pool with the default strategy adds a
 /// pocket holding two values inline (`2 * (size_of::<T>() + 16)` bytes,
 /// rounded up to 128: 128 for a `Vec`), made in buckets of 8, 16,
 /// 32... pockets; threads that exit hand theirs to threads that start later.
-/// The owner slot holds its value inline too; values in a strategy's shared
-/// structures are boxed. So for a value type of kilobytes (an array by
-/// value), pool a `Box` of it, or a bucket of pockets made for one thread
-/// costs 8 times two of them.
+/// The owner slots hold their values inline too (a larger `T` makes the
+/// pool larger); values in a strategy's shared structures are boxed. So for
+/// a value type of kilobytes (an array by value), pool a `Box` of it, or a
+/// bucket of pockets made for one thread costs 8 times two of them.
 ///
 /// ```
 /// if cfg!(all(target_pointer_width = "64", target_os = "linux")) {
@@ -145,11 +149,13 @@ where
 {
     /// A value from the pool, in a guard that returns it when dropped.
     ///
-    /// With the default strategy and a value idle in the calling thread's
-    /// pocket, this is a thread-local read, two atomic loads and an atomic
-    /// store; so it is on the owner thread with its slot idle, with the other
-    /// strategies. Otherwise the value comes from the spill, else from an
-    /// idle value anywhere in the pool, else from `create`.
+    /// On the owner thread with an owner slot idle, this is a thread-local
+    /// read (the thread's number), three atomic loads (the owner's number,
+    /// the slot's state and its steal word) and an atomic store; on another
+    /// thread with the default strategy and a value idle in its pocket, the
+    /// same plus a thread-local read (the pocket's address). Otherwise the
+    /// value comes from the spill, else from an idle value anywhere in the
+    /// pool, else from `create`.
     ///
     /// # Panics
     ///
@@ -212,11 +218,11 @@ where
         Some(Held::Pocket(ticket))
     }
 
-    /// With `PerThread`, every get that neither the owner slot nor the
-    /// calling thread's pocket could serve: the owner slot's claim or refill,
+    /// With `PerThread`, every get that neither the owner slots nor the
+    /// calling thread's pocket could serve: the owner slots' claim or refill,
     /// else a value from anywhere else, kept in a free slot of the pocket if
     /// there is one. Cold: a thread's pocket serves it until it holds three
-    /// values at once. Marking the paths off the pocket hit cold (this one,
+    /// values at once (the owner: five). Marking the paths off the pocket hit cold (this one,
     /// the per-thread cache's miss, the slot's thief check) lays the hit out
     /// in a straight line, which measured 1.6 against 2.0 ns a cycle
     /// (`benches/examples/ratio.rs`).
@@ -265,7 +271,7 @@ where
         self.acquire_unusual(owner)
     }
 
-    /// The slot is unclaimed, or this may be the owner thread.
+    /// The slots are unclaimed, or this may be the owner thread.
     #[cold]
     #[inline(never)]
     fn acquire_unusual(&self, owner: usize) -> Held<T> {
@@ -276,13 +282,13 @@ where
         self.hold(self.pop_or_create())
     }
 
-    /// The slot has no owner yet, or the owner thread's slot is in use or
+    /// The slots have no owner yet, or the owner thread's are in use or
     /// empty.
     #[cold]
     fn acquire_rare(&self, caller: usize, owner: usize) -> Held<T> {
         if owner == 0 {
-            // Nobody owns the slot: get a value first (so that a panic in
-            // `create` leaves the slot as it was), then try to claim it.
+            // Nobody owns the slots: get a value first (so that a panic in
+            // `create` leaves them as they were), then try to claim them.
             let value = self.pop_or_create();
             if self.owner.claim(caller) {
                 return self.fill_owner_slot(caller, value);
@@ -290,11 +296,11 @@ where
             return self.hold(value);
         }
         if self.owner.has_room_for(caller) {
-            // The owner's slot was emptied (by `take`, `trim` or a panicking
-            // reset): refill it.
+            // An owner slot is empty (never filled yet, or emptied by `take`,
+            // `trim` or a panicking reset): fill it.
             return self.fill_owner_slot(caller, self.pop_or_create());
         }
-        // The owner is using its slot (a nested get).
+        // The owner is using both slots (a nested get).
         self.hold(self.pop_or_create())
     }
 
@@ -321,8 +327,8 @@ where
     }
 
     /// An idle value from anywhere but the owner's fast path: the spill, the
-    /// values the last `decay` set aside, or the owner slot (whose owner may
-    /// have exited; a heavy barrier when it looks full).
+    /// values the last `decay` set aside, or an owner slot (whose owner may
+    /// have exited; a heavy barrier when one looks full).
     #[inline(always)]
     fn reuse(&self) -> Option<Box<T>> {
         if let Some(value) = self.spill.pop() {
@@ -462,7 +468,7 @@ where
     }
 
     /// How many idle values the pool holds now, the pockets' and the owner
-    /// slot's included. Exact when no other thread is using the pool.
+    /// slots' included. Exact when no other thread is using the pool.
     ///
     /// ```
     /// let pool = mempool::Pool::new(String::new);
@@ -475,8 +481,9 @@ where
     }
 
     /// Drops every idle value the pool holds, in every pocket and the owner
-    /// slot too, and returns how many it dropped. Works from any thread;
-    /// values in use are not touched. The pool stays usable: later gets create values again.
+    /// slots too, and returns how many it dropped. Works from any thread;
+    /// values in use are not touched. The pool stays usable: later gets
+    /// create values again.
     ///
     /// Values held by other threads' fast paths are taken out through an
     /// asymmetric barrier (see the crate docs), so `trim` costs a few hundred
@@ -545,7 +552,7 @@ where
     /// collector: call it from a timer, and memory goes back to what the
     /// values in use need after a burst.
     ///
-    /// Reaches every strategy, every thread's pocket and the owner slot, from
+    /// Reaches every strategy, every thread's pocket and the owner slots, from
     /// any thread, through the same asymmetric barrier as [`trim`](Pool::trim).
     /// Values set aside stay idle and reusable: a get finds them when the
     /// spill has none. With a spill that promises a ceiling

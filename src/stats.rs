@@ -7,8 +7,9 @@
 //!
 //! The counters never make threads contend. Each thread counts in a block of
 //! its own, on a cache line of its own; the owner thread's hits and the
-//! owner slot's returns are counted beside the owner slot, by whoever holds it
-//! (one thread at a time, by the slot's protocol). Every counter has a single
+//! owner slots' returns are counted beside the owner slots: the hits by the
+//! owner thread, each slot's returns by whoever holds that slot's value (one
+//! thread at a time, by the slot's protocol). Every counter has a single
 //! writer at a time, so an increment is a plain load and store, never a
 //! read-modify-write atomic. [`Pool::stats`](crate::Pool::stats) sums the
 //! blocks when asked.
@@ -53,9 +54,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Guards handed out (`get` and `get_owned`).
     pub gets: u64,
-    /// Gets served by a slot's value without creating: with `PerThread`, by
-    /// the calling thread's own pocket; else by the owner slot, on the owner
-    /// thread or on another thread that took its idle value over.
+    /// Gets served by a slot's value without creating: by the owner slots,
+    /// on the owner thread or on another thread that took an idle value
+    /// over, and with `PerThread` by the calling thread's own pocket.
     pub slot_hits: u64,
     /// Gets served by a value reused from the spill.
     pub spill_hits: u64,
@@ -176,12 +177,12 @@ pub trait StatsLayer: sealed::Sealed {
     fn snapshot(&self, idle: usize) -> Option<Stats>;
 }
 
-/// One kind of thing a pool counts outside the owner slot.
+/// One kind of thing a pool counts outside the owner slots.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     SpillHit,
-    /// A get served by the calling thread's pocket (`PerThread`), or by the
+    /// A get served by the calling thread's pocket (`PerThread`), or by an
     /// owner slot's idle value taken over by another thread.
     SlotHit,
     Create,

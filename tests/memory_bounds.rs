@@ -205,7 +205,7 @@ fn a_gone_owners_idle_value_is_reused() {
             });
         }
         let made = made.load(SeqCst);
-        // `None` keeps nothing beyond the owner slot: each later thread
+        // `None` keeps nothing beyond the owner slots: each later thread
         // takes the value over and drops it when it returns it.
         let expected = if name == "None" { 1 + 10 * 100 - 1 } else { 1 };
         assert_eq!(made, expected, "{name}: values made");

@@ -6,7 +6,7 @@ use std::fmt;
 /// to a full spill is dropped.
 ///
 /// Pick it when memory must have a hard ceiling: a pool with this spill never
-/// holds more than `n + 1` idle values (the `+ 1` is the owner slot), however
+/// holds more than `n + 2` idle values (the `+ 2` are the owner slots), however
 /// many threads use it and however many values they hold at once.
 ///
 /// ```
@@ -37,7 +37,7 @@ impl<T> Bounded<T> {
         assert!(
             capacity > 0,
             "spill::Bounded::new(0) keeps nothing: use spill::None for a pool \
-             that keeps no values beyond the owner slot"
+             that keeps no values beyond the owner slots"
         );
         Bounded {
             queue: ArrayQueue::new(capacity),

@@ -1,6 +1,6 @@
 use crate::Spill;
 
-/// Keeps nothing: only the owner slot reuses values, and every other `get`
+/// Keeps nothing: only the owner slots reuse values, and every other `get`
 /// creates a fresh value that is dropped when its guard is.
 ///
 /// Pick it when one thread does nearly all the work and the others are rare

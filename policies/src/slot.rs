@@ -3,11 +3,11 @@
 //! thread can still take once it is idle (to reuse it, for `trim`, `decay` or
 //! the pool's drop), through an asymmetric barrier.
 //!
-//! The pool's owner slot is one of these (its own thread is the pool's owner),
-//! and so is each of the two slots of a thread's pocket in [`PerThread`]
-//! (their own thread is the one holding the pocket's index in `ThreadSlots`;
-//! indices pass from an exited thread to a later one through a mutex, so a
-//! pocket has one own thread at a time). This module is the one place whose
+//! The pool's two owner slots are two of these (their own thread is the
+//! pool's owner), and so is each of the two slots of a thread's pocket in
+//! [`PerThread`] (their own thread is the one holding the pocket's index in
+//! `ThreadSlots`; indices pass from an exited thread to a later one through a
+//! mutex, so a pocket has one own thread at a time). This module is the one place whose
 //! `unsafe` code rests on this protocol; it is spelled out here in full.
 //!
 //! [`PerThread`]: crate::PerThread

@@ -1,15 +1,15 @@
 use crate::PerThread;
 
-/// Where a pool keeps the idle values that are not in its owner slot.
+/// Where a pool keeps the idle values that are not in its owner slots.
 ///
 /// A pool calls [`pop`](Spill::pop) when a thread needs a value and the owner
-/// slot cannot serve it, and [`push`](Spill::push) when such a value comes back
+/// slots cannot serve it, and [`push`](Spill::push) when such a value comes back
 /// (already reset). Values travel boxed, so moving one in or out of a spill is
 /// a pointer copy whatever the size of `T`.
 ///
 /// [`PerThread`] is the one strategy the pool knows more of (through a hidden
-/// method): its pockets replace the owner slot, and their values go to and
-/// from guards without `pop` and `push`.
+/// method): its pockets serve every thread as the owner slots serve the
+/// owner, and their values go to and from guards without `pop` and `push`.
 ///
 /// # Contract
 ///
