@@ -32,12 +32,12 @@
 mod common;
 
 use common::{
-    at_exit, check_identities, check_invariants, from_a_slot, heavy, next_guard, scaled,
-    silence_expected_panics, within, Ledger, OnDrop, Tracked, EARLY, LATE,
+    at_exit, check_identities, check_invariants, from_a_slot, heavy, next_guard, scaled, settle,
+    silence_expected_panics, tracked_pool, tracked_with, within, Create, Ledger, OnDrop, Tracked,
+    TrackedPool, EARLY, LATE,
 };
 use mempool::{
-    spill, BoxedPool, NoReset, OwnedPoolGuard, Pool, PoolGuard, Reset, Retaining, Spill,
-    StatsCounters, StatsLayer,
+    spill, BoxedPool, NoReset, OwnedPoolGuard, Pool, PoolGuard, Retaining, Spill, StatsCounters,
 };
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -62,62 +62,8 @@ fn from(guard: &impl std::fmt::Debug) -> &'static str {
     panic!("a guard from nowhere: {shown}")
 }
 
-type Create = Box<dyn Fn() -> Tracked + Send + Sync>;
-type TrackedPool<S = spill::PerThread<Tracked>> = Pool<Tracked, Create, NoReset, S, StatsCounters>;
 type OwnedTracked =
     OwnedPoolGuard<Tracked, Create, NoReset, spill::PerThread<Tracked>, StatsCounters>;
-
-fn tracked_with<S: Spill<Tracked>>(ledger: &Arc<Ledger>, spill: S) -> Arc<TrackedPool<S>> {
-    let l = Arc::clone(ledger);
-    Arc::new(
-        Pool::builder()
-            .create(Box::new(move || l.make()) as Create)
-            .spill(spill)
-            .stats()
-            .build(),
-    )
-}
-
-fn tracked_pool(ledger: &Arc<Ledger>) -> Arc<TrackedPool> {
-    tracked_with(ledger, spill::PerThread::default())
-}
-
-/// The checks every test ends with, for a pool no thread uses any more: no
-/// value held twice, the stats identities, nothing in use, every value idle
-/// or dropped; then the pool is dropped and every value must be too.
-#[track_caller]
-fn settle<T, C, R, S, M>(what: &str, ledger: &Arc<Ledger>, pool: Arc<Pool<T, C, R, S, M>>)
-where
-    C: Fn() -> T,
-    R: Reset<T>,
-    S: Spill<T>,
-    M: StatsLayer,
-{
-    assert!(
-        !ledger.double_use.load(SeqCst),
-        "{what}: a value held twice"
-    );
-    if let Some(s) = pool.stats() {
-        check_identities(&s, what);
-        assert_eq!(s.in_use, 0, "{what}: {s}");
-    }
-    assert_eq!(
-        ledger.created(),
-        ledger.dropped() + pool.idle(),
-        "{what}: created == dropped + idle"
-    );
-    assert_eq!(
-        Arc::strong_count(&pool),
-        1,
-        "{what}: the pool is still shared"
-    );
-    drop(pool);
-    assert_eq!(
-        ledger.created(),
-        ledger.dropped(),
-        "{what}: every value dropped once with the pool"
-    );
-}
 
 /// Waits, spinning, for `done`; yields now and then (two cores, other tests
 /// running, valgrind). No `spin_loop` hint: a `pause` takes up to 140 cycles,

@@ -29,8 +29,8 @@
 mod common;
 
 use common::{
-    at_exit, check_identities, heavy, next_guard, scaled, silence_expected_panics, within, Ledger,
-    OnDrop, Tracked, EARLY, LATE,
+    at_exit, check_identities, heavy, next_guard, scaled, settle, silence_expected_panics,
+    tracked_pool, within, Ledger, OnDrop, Tracked, EARLY, LATE,
 };
 use mempool::{spill, BoxedPool, OwnedPoolGuard, Pool, PoolGuard, StatsCounters, StatsLayer};
 use mempool_policies::sync::ThreadSlots;
@@ -67,54 +67,6 @@ where
     std::thread::scope(|s| {
         s.spawn(|| drop(PoolGuard::take(pool.get())));
     });
-}
-
-type Create = Box<dyn Fn() -> Tracked + Send + Sync>;
-type TrackedPool =
-    Pool<Tracked, Create, mempool::NoReset, spill::PerThread<Tracked>, StatsCounters>;
-
-fn tracked_pool(ledger: &Arc<Ledger>) -> Arc<TrackedPool> {
-    let l = Arc::clone(ledger);
-    Arc::new(
-        Pool::builder()
-            .create(Box::new(move || l.make()) as Create)
-            .stats()
-            .build(),
-    )
-}
-
-/// The checks every test ends with, for a pool no thread uses any more:
-/// no value held twice, the stats identities, nothing in use, every value
-/// idle or dropped; then the pool is dropped and every value must be too.
-#[track_caller]
-fn settle<T, C, R, M>(
-    what: &str,
-    ledger: &Arc<Ledger>,
-    pool: Arc<Pool<T, C, R, spill::PerThread<T>, M>>,
-) where
-    C: Fn() -> T,
-    R: mempool::Reset<T>,
-    M: StatsLayer,
-{
-    assert!(
-        !ledger.double_use.load(SeqCst),
-        "{what}: a value held twice"
-    );
-    if let Some(s) = pool.stats() {
-        check_identities(&s, what);
-        assert_eq!(s.in_use, 0, "{what}: {s}");
-    }
-    assert_eq!(
-        ledger.created(),
-        ledger.dropped() + pool.idle(),
-        "{what}: created == dropped + idle"
-    );
-    drop(pool);
-    assert_eq!(
-        ledger.created(),
-        ledger.dropped(),
-        "{what}: every value dropped once with the pool"
-    );
 }
 
 /// A probe that tells which `ThreadSlots` index the calling thread holds: the

@@ -274,3 +274,71 @@ impl Drop for OnDrop {
         }
     }
 }
+
+/// The `create` hook of a pool of [`Tracked`] values, boxed so that the
+/// pool's type can be named.
+pub type Create = Box<dyn Fn() -> Tracked + Send + Sync>;
+
+/// A pool of [`Tracked`] values with stats, `PerThread` unless said.
+pub type TrackedPool<S = mempool::spill::PerThread<Tracked>> =
+    mempool::Pool<Tracked, Create, mempool::NoReset, S, mempool::StatsCounters>;
+
+/// A pool of `ledger`'s values, with `spill` and stats.
+pub fn tracked_with<S: mempool::Spill<Tracked>>(
+    ledger: &Arc<Ledger>,
+    spill: S,
+) -> Arc<TrackedPool<S>> {
+    let l = Arc::clone(ledger);
+    Arc::new(
+        mempool::Pool::builder()
+            .create(Box::new(move || l.make()) as Create)
+            .spill(spill)
+            .stats()
+            .build(),
+    )
+}
+
+/// A pool of `ledger`'s values, with the default strategy and stats.
+pub fn tracked_pool(ledger: &Arc<Ledger>) -> Arc<TrackedPool> {
+    tracked_with(ledger, mempool::spill::PerThread::default())
+}
+
+/// The checks an attack test ends with, for a pool no thread uses any more:
+/// no value held twice, the stats identities, nothing in use, every value
+/// idle or dropped; then the pool is dropped and every value must be too.
+#[track_caller]
+pub fn settle<T, C, R, S, M>(
+    what: &str,
+    ledger: &Arc<Ledger>,
+    pool: Arc<mempool::Pool<T, C, R, S, M>>,
+) where
+    C: Fn() -> T,
+    R: mempool::Reset<T>,
+    S: mempool::Spill<T>,
+    M: mempool::StatsLayer,
+{
+    assert!(
+        !ledger.double_use.load(SeqCst),
+        "{what}: a value held twice"
+    );
+    if let Some(s) = pool.stats() {
+        check_identities(&s, what);
+        assert_eq!(s.in_use, 0, "{what}: {s}");
+    }
+    assert_eq!(
+        ledger.created(),
+        ledger.dropped() + pool.idle(),
+        "{what}: created == dropped + idle"
+    );
+    assert_eq!(
+        Arc::strong_count(&pool),
+        1,
+        "{what}: the pool is still shared"
+    );
+    drop(pool);
+    assert_eq!(
+        ledger.created(),
+        ledger.dropped(),
+        "{what}: every value dropped once with the pool"
+    );
+}
