@@ -42,7 +42,11 @@
 //!
 //! Where membarrier is missing or refused (another OS, a kernel older than
 //! 4.14, a seccomp filter), both sides use a `SeqCst` fence, which makes the
-//! same argument hold in the language's own memory model. The choice is made
+//! same argument hold in the language's own memory model. Windows has the
+//! same heavy barrier (`FlushProcessWriteBuffers`), but it is not wired in:
+//! the project's machine has no Windows target to build or test it on, and
+//! an untested barrier is worse than the fallback, which is correct
+//! everywhere and costs the fast side a fence. The choice is made
 //! once per process, the first time it is needed; setting the environment
 //! variable `MEMPOOL_BARRIER=fence` before that forces the fallback, so that
 //! tests can cover both. Under `--cfg loom` the fallback is the only mode,
