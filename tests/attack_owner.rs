@@ -472,14 +472,21 @@ fn owner_slot_guards_dropped_at_once_on_two_threads_keep_exact_stats() {
     for w in workers {
         w.join().unwrap();
     }
-    let s = pool.stats().unwrap();
+    no_return_lost(&pool.stats().unwrap(), rounds);
+    settle("two returners at once", &ledger, pool);
+}
+
+/// The counts after `rounds` rounds of two owner-slot gets, both returned:
+/// two values made, every get after the first two an owner-slot hit, and
+/// every return counted.
+#[track_caller]
+fn no_return_lost(s: &mempool::Stats, rounds: usize) {
     let gets = 2 * rounds as u64;
     assert_eq!(s.gets, gets, "{s}");
     assert_eq!(s.returns, gets, "owner-slot returns were lost: {s}");
     assert_eq!((s.in_use, s.creates, s.idle), (0, 2, 2), "{s}");
     assert_eq!(s.slot_hits, gets - 2, "{s}");
-    check_invariants(&s);
-    settle("two returners at once", &ledger, pool);
+    check_invariants(s);
 }
 
 /// The same race, faster and with two threads only (so both run at once on
@@ -541,13 +548,7 @@ fn the_owner_and_another_thread_return_both_owner_slots_at_once() {
     drop(cell);
     let places = places.into_inner().unwrap();
     assert!(places.iter().all(|p| *p == [OWNER, OWNER]), "{places:?}");
-    let s = pool.stats().unwrap();
-    let gets = 2 * rounds as u64;
-    assert_eq!(s.gets, gets, "{s}");
-    assert_eq!(s.returns, gets, "owner-slot returns were lost: {s}");
-    assert_eq!((s.in_use, s.creates, s.idle), (0, 2, 2), "{s}");
-    assert_eq!(s.slot_hits, gets - 2, "{s}");
-    check_invariants(&s);
+    no_return_lost(&pool.stats().unwrap(), rounds);
     settle("the owner and another thread return at once", &ledger, pool);
 }
 
