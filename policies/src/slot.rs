@@ -272,18 +272,6 @@ impl<T> Slot<T> {
         value
     }
 
-    /// Takes the idle value from any thread: announce, a heavy barrier of its
-    /// own, finish. `None` if the slot holds no idle value, another thief is
-    /// in, or the own thread is using it.
-    pub fn steal(&self) -> Option<T> {
-        if !self.announce() {
-            return None;
-        }
-        barrier::heavy();
-        // SAFETY: our announce succeeded, and the heavy barrier is issued.
-        unsafe { self.finish_steal(true) }
-    }
-
     /// Takes the value with exclusive access (no protocol needed).
     pub fn take_mut(&mut self) -> Option<T> {
         if !self.is_full() {
@@ -302,7 +290,7 @@ impl<T> Slot<T> {
     }
 
     /// A word for `Debug` output.
-    pub fn state_name(&self) -> &'static str {
+    fn state_name(&self) -> &'static str {
         if self.word.load(Ordering::Relaxed) & TAKEN != 0 {
             return "empty";
         }
