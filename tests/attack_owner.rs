@@ -32,18 +32,16 @@
 mod common;
 
 use common::{
-    at_exit, check_identities, check_invariants, from_a_slot, heavy, next_guard, scaled, settle,
-    silence_expected_panics, tracked_pool, tracked_with, within, Create, Ledger, OnDrop, Tracked,
-    TrackedPool, EARLY, LATE,
+    at_exit, check_identities, check_invariants, from_a_slot, heavy, hooked_pool, next_guard,
+    scaled, settle, silence_expected_panics, tracked_pool, tracked_with, within, Create, Hooked,
+    Knobs, Ledger, OnDrop, Tracked, TrackedPool, EARLY, LATE,
 };
-use mempool::{
-    spill, BoxedPool, NoReset, OwnedPoolGuard, Pool, PoolGuard, Retaining, Spill, StatsCounters,
-};
+use mempool::{spill, NoReset, OwnedPoolGuard, Pool, PoolGuard, Retaining, Spill, StatsCounters};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock, Weak};
+use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock};
 
 const OWNER: &str = "owner slot";
 const POCKET: &str = "pocket";
@@ -710,27 +708,6 @@ fn owner_slot_guards_in_another_threads_thread_locals() {
 // Hooks and Drop that use the pool while an owner slot's value is returned.
 // ---------------------------------------------------------------------------
 
-type Hooked = BoxedPool<Tracked, spill::PerThread<Tracked>, StatsCounters>;
-
-/// What the hooks do, switched by the test.
-#[derive(Default)]
-struct Knobs {
-    /// Persistent: `reset` uses the pool.
-    reenter_in_reset: AtomicBool,
-    /// Persistent: `retain` uses the pool.
-    reenter_in_retain: AtomicBool,
-    /// One-shot failures.
-    reset_panics: AtomicBool,
-    retain_panics: AtomicBool,
-    retain_refuses: AtomicBool,
-    /// How many times a hook used the pool.
-    reentered: AtomicUsize,
-}
-
-fn fire(flag: &AtomicBool) -> bool {
-    flag.swap(false, SeqCst)
-}
-
 /// Everything a hook can do with its own pool while the value being returned
 /// still holds its owner slot: get (nested three deep, so both free slots
 /// and beyond), `try_get`, take and put, trim, decay twice.
@@ -756,52 +733,6 @@ fn reenter(pool: &Hooked, knobs: &Knobs) {
     IN_HOOK.with(|f| f.set(false));
 }
 
-fn hooked_pool(ledger: &Arc<Ledger>, knobs: &Arc<Knobs>) -> Arc<Hooked> {
-    let shared: Arc<OnceLock<Weak<Hooked>>> = Arc::new(OnceLock::new());
-    let (s1, s2) = (Arc::clone(&shared), Arc::clone(&shared));
-    let (k1, k2) = (Arc::clone(knobs), Arc::clone(knobs));
-    let l = Arc::clone(ledger);
-    let pool = Arc::new(
-        Pool::builder()
-            .create(move || l.make())
-            .reset(move |v: &mut Tracked| {
-                // The value being returned is held by its hooks: if the pool
-                // handed it out (or trimmed it) meanwhile, the ledger says so.
-                let gid = next_guard();
-                v.hold(gid);
-                if fire(&k1.reset_panics) {
-                    v.release(gid);
-                    panic!("reset panicked (on purpose)");
-                }
-                if k1.reenter_in_reset.load(SeqCst) {
-                    if let Some(pool) = s1.get().and_then(Weak::upgrade) {
-                        reenter(&pool, &k1);
-                    }
-                }
-                v.release(gid);
-            })
-            .retain(move |v: &Tracked| {
-                let gid = next_guard();
-                v.hold(gid);
-                if fire(&k2.retain_panics) {
-                    v.release(gid);
-                    panic!("retain panicked (on purpose)");
-                }
-                if k2.reenter_in_retain.load(SeqCst) {
-                    if let Some(pool) = s2.get().and_then(Weak::upgrade) {
-                        reenter(&pool, &k2);
-                    }
-                }
-                v.release(gid);
-                !fire(&k2.retain_refuses)
-            })
-            .stats()
-            .build_boxed(),
-    );
-    shared.set(Arc::downgrade(&pool)).unwrap();
-    pool
-}
-
 /// `reset` and `retain` that get, `try_get`, take, put, trim and decay on
 /// their own pool while the value being returned holds owner slot 0 or 1
 /// (returned on the owner thread, or on another thread the guard was sent
@@ -814,7 +745,7 @@ fn hooks_use_the_pool_while_an_owner_slots_value_is_returned() {
         let hook = if in_retain { "retain" } else { "reset" };
         let ledger = Ledger::new();
         let knobs = Arc::new(Knobs::default());
-        let pool = hooked_pool(&ledger, &knobs);
+        let pool = hooked_pool(&ledger, &knobs, reenter);
         let (p, k) = (Arc::clone(&pool), Arc::clone(&knobs));
         // `within` runs this on a new thread: it becomes the owner.
         within(60, hook, move || {
@@ -1023,7 +954,7 @@ fn panicking_and_refusing_hooks_on_owner_slot_values() {
     silence_expected_panics();
     let ledger = Ledger::new();
     let knobs = Arc::new(Knobs::default());
-    let pool = hooked_pool(&ledger, &knobs);
+    let pool = hooked_pool(&ledger, &knobs, reenter);
     let (p, l, k) = (Arc::clone(&pool), Arc::clone(&ledger), Arc::clone(&knobs));
     within(60, "panicking hooks", move || {
         let flags: [(&str, &AtomicBool); 3] = [

@@ -29,8 +29,9 @@
 mod common;
 
 use common::{
-    at_exit, check_identities, heavy, next_guard, scaled, settle, silence_expected_panics,
-    tracked_pool, within, Ledger, OnDrop, Tracked, EARLY, LATE,
+    at_exit, check_identities, heavy, hooked_pool, next_guard, scaled, settle,
+    silence_expected_panics, tracked_pool, within, Hooked, Knobs, Ledger, OnDrop, Tracked, EARLY,
+    LATE,
 };
 use mempool::{spill, BoxedPool, OwnedPoolGuard, Pool, PoolGuard, StatsCounters, StatsLayer};
 use mempool_policies::sync::ThreadSlots;
@@ -651,23 +652,6 @@ fn a_janitor_races_the_pocket_fast_paths() {
 // Hooks and Drop that use the pool while a pocket slot is in use; panics.
 // ---------------------------------------------------------------------------
 
-type Hooked = BoxedPool<Tracked, spill::PerThread<Tracked>, StatsCounters>;
-
-/// What the hooks do, switched by the test.
-#[derive(Default)]
-struct Knobs {
-    /// Persistent: `reset` uses the pool.
-    reenter_in_reset: AtomicBool,
-    /// Persistent: `retain` uses the pool.
-    reenter_in_retain: AtomicBool,
-    /// One-shot failures.
-    reset_panics: AtomicBool,
-    retain_panics: AtomicBool,
-    retain_refuses: AtomicBool,
-    /// How many times a hook used the pool.
-    reentered: AtomicUsize,
-}
-
 thread_local! {
     /// Set while a hook uses its pool, so that the hooks that use runs do
     /// not use it again (endless recursion would be the user's bug).
@@ -697,46 +681,6 @@ fn reenter(pool: &Hooked, knobs: &Knobs) {
     IN_HOOK.with(|f| f.set(false));
 }
 
-fn fire(flag: &AtomicBool) -> bool {
-    flag.swap(false, SeqCst)
-}
-
-fn hooked_pool(ledger: &Arc<Ledger>, knobs: &Arc<Knobs>) -> Arc<Hooked> {
-    let shared: Arc<OnceLock<Weak<Hooked>>> = Arc::new(OnceLock::new());
-    let (s1, s2) = (Arc::clone(&shared), Arc::clone(&shared));
-    let (k1, k2) = (Arc::clone(knobs), Arc::clone(knobs));
-    let l = Arc::clone(ledger);
-    let pool = Arc::new(
-        Pool::builder()
-            .create(move || l.make())
-            .reset(move |_: &mut Tracked| {
-                if fire(&k1.reset_panics) {
-                    panic!("reset panicked (on purpose)");
-                }
-                if k1.reenter_in_reset.load(SeqCst) {
-                    if let Some(pool) = s1.get().and_then(Weak::upgrade) {
-                        reenter(&pool, &k1);
-                    }
-                }
-            })
-            .retain(move |_: &Tracked| {
-                if fire(&k2.retain_panics) {
-                    panic!("retain panicked (on purpose)");
-                }
-                if k2.reenter_in_retain.load(SeqCst) {
-                    if let Some(pool) = s2.get().and_then(Weak::upgrade) {
-                        reenter(&pool, &k2);
-                    }
-                }
-                !fire(&k2.retain_refuses)
-            })
-            .stats()
-            .build_boxed(),
-    );
-    shared.set(Arc::downgrade(&pool)).unwrap();
-    pool
-}
-
 /// `reset` and `retain` that get, `try_get`, take, put, trim and decay on
 /// their own pool while the value being returned holds its pocket slot (on
 /// the getter's thread, and on another thread the guard was sent to): none
@@ -748,7 +692,7 @@ fn hooks_use_the_pool_while_a_pocket_slot_is_in_use() {
         let what = if in_retain { "retain" } else { "reset" };
         let ledger = Ledger::new();
         let knobs = Arc::new(Knobs::default());
-        let pool = hooked_pool(&ledger, &knobs);
+        let pool = hooked_pool(&ledger, &knobs, reenter);
         // A thread's own pocket, not the owner slots, is what this tests.
         owner_gone(&pool);
         let (p, l, k) = (Arc::clone(&pool), Arc::clone(&ledger), Arc::clone(&knobs));
@@ -911,7 +855,7 @@ fn panicking_and_refusing_hooks_on_pocket_values() {
     silence_expected_panics();
     let ledger = Ledger::new();
     let knobs = Arc::new(Knobs::default());
-    let pool = hooked_pool(&ledger, &knobs);
+    let pool = hooked_pool(&ledger, &knobs, reenter);
     let flags: [(&str, &AtomicBool); 3] = [
         ("reset panics", &knobs.reset_panics),
         ("retain panics", &knobs.retain_panics),

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 /// A number for each guard a test takes, so a value can record its holder.
 pub fn next_guard() -> u64 {
@@ -341,4 +341,82 @@ pub fn settle<T, C, R, S, M>(
         ledger.dropped(),
         "{what}: every value dropped once with the pool"
     );
+}
+
+/// A pool of [`Tracked`] values whose hooks do what a test's [`Knobs`] say.
+pub type Hooked =
+    mempool::BoxedPool<Tracked, mempool::spill::PerThread<Tracked>, mempool::StatsCounters>;
+
+/// What a [`hooked_pool`]'s hooks do, switched by the test.
+#[derive(Default)]
+pub struct Knobs {
+    /// Persistent: `reset` uses the pool.
+    pub reenter_in_reset: AtomicBool,
+    /// Persistent: `retain` uses the pool.
+    pub reenter_in_retain: AtomicBool,
+    /// One-shot failures.
+    pub reset_panics: AtomicBool,
+    pub retain_panics: AtomicBool,
+    pub retain_refuses: AtomicBool,
+    /// How many times a hook used the pool.
+    pub reentered: AtomicUsize,
+}
+
+/// Takes a one-shot knob: true once after it was set.
+pub fn fire(flag: &AtomicBool) -> bool {
+    flag.swap(false, SeqCst)
+}
+
+/// A pool of `ledger`'s values whose `reset` and `retain` panic, refuse or
+/// call `reenter` (which uses the pool) as `knobs` say. Both hooks hold the
+/// value being returned while they run, so that the ledger records a double
+/// use if the pool hands it out (or trims it) meanwhile.
+pub fn hooked_pool(
+    ledger: &Arc<Ledger>,
+    knobs: &Arc<Knobs>,
+    reenter: fn(&Hooked, &Knobs),
+) -> Arc<Hooked> {
+    let shared: Arc<OnceLock<Weak<Hooked>>> = Arc::new(OnceLock::new());
+    let (s1, s2) = (Arc::clone(&shared), Arc::clone(&shared));
+    let (k1, k2) = (Arc::clone(knobs), Arc::clone(knobs));
+    let l = Arc::clone(ledger);
+    let pool = Arc::new(
+        mempool::Pool::builder()
+            .create(move || l.make())
+            .reset(move |v: &mut Tracked| {
+                // The value being returned is held by its hooks: if the pool
+                // handed it out (or trimmed it) meanwhile, the ledger says so.
+                let gid = next_guard();
+                v.hold(gid);
+                if fire(&k1.reset_panics) {
+                    v.release(gid);
+                    panic!("reset panicked (on purpose)");
+                }
+                if k1.reenter_in_reset.load(SeqCst) {
+                    if let Some(pool) = s1.get().and_then(Weak::upgrade) {
+                        reenter(&pool, &k1);
+                    }
+                }
+                v.release(gid);
+            })
+            .retain(move |v: &Tracked| {
+                let gid = next_guard();
+                v.hold(gid);
+                if fire(&k2.retain_panics) {
+                    v.release(gid);
+                    panic!("retain panicked (on purpose)");
+                }
+                if k2.reenter_in_retain.load(SeqCst) {
+                    if let Some(pool) = s2.get().and_then(Weak::upgrade) {
+                        reenter(&pool, &k2);
+                    }
+                }
+                v.release(gid);
+                !fire(&k2.retain_refuses)
+            })
+            .stats()
+            .build_boxed(),
+    );
+    shared.set(Arc::downgrade(&pool)).unwrap();
+    pool
 }
