@@ -234,6 +234,18 @@ fn the_getter_keeps_getting_while_another_thread_returns_its_guards() {
     settle("getter and returner", &ledger, pool);
 }
 
+/// Runs `round` `rounds` times; each says whether a new thread received
+/// the index it waited for (threads of other tests may keep it, so a round
+/// may check less). Fails if no round ever saw the index passed on.
+fn rounds_passing_an_index_on(rounds: usize, what: &str, mut round: impl FnMut(usize) -> bool) {
+    let passed_on = (0..rounds).filter(|&r| round(r)).count();
+    eprintln!("rounds in which a new thread inherited {what}: {passed_on} of {rounds}");
+    assert!(
+        passed_on > 0,
+        "no thread ever received the exited thread's index"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // A pocket's own thread exits; its index (so its pocket) passes on.
 // ---------------------------------------------------------------------------
@@ -247,8 +259,7 @@ fn the_getter_keeps_getting_while_another_thread_returns_its_guards() {
 /// gets X and Y, wherever it lives.
 #[test]
 fn a_pocket_ticket_outlives_its_thread_and_the_index_passes_on() {
-    let mut inherited_rounds = 0;
-    for round in 0..10 {
+    rounds_passing_an_index_on(10, "the pocket", |round| {
         let release_late = round % 2 == 1;
         let ledger = Ledger::new();
         let pool = tracked_pool(&ledger);
@@ -297,9 +308,9 @@ fn a_pocket_ticket_outlives_its_thread_and_the_index_passes_on() {
             (inherited, both, HashSet::from([a.id, b.id]))
         });
         let what = format!("round {round}");
+        let passed_on = inheritor.is_some();
         match inheritor {
             Some(inheritor) => {
-                inherited_rounds += 1;
                 ready_rx.recv().unwrap();
                 if !release_late {
                     // X comes back into the pocket the new thread uses now.
@@ -337,12 +348,8 @@ fn a_pocket_ticket_outlives_its_thread_and_the_index_passes_on() {
         let s = pool.stats().unwrap();
         assert_eq!(s.creates, 2, "{what}: only X and Y were ever made: {s}");
         settle(&what, &ledger, pool);
-    }
-    eprintln!("rounds in which a new thread inherited the pocket: {inherited_rounds} of 10");
-    assert!(
-        inherited_rounds > 0,
-        "no thread ever received the exited thread's index"
-    );
+        passed_on
+    });
 }
 
 /// A thread exits with both pocket slots full; `decay` on this thread robs
@@ -352,8 +359,7 @@ fn a_pocket_ticket_outlives_its_thread_and_the_index_passes_on() {
 /// its pocket, nothing is made, and the next `decay` drops nothing.
 #[test]
 fn an_inherited_pocket_that_was_robbed() {
-    let mut inherited_rounds = 0;
-    for round in 0..6 {
+    rounds_passing_an_index_on(6, "the robbed pocket", |round| {
         let what = format!("round {round}");
         let ledger = Ledger::new();
         let pool = tracked_pool(&ledger);
@@ -379,8 +385,8 @@ fn an_inherited_pocket_that_was_robbed() {
             let again = HashSet::from([c.id, d.id]);
             (both, got, again)
         });
+        let passed_on = inheritor.is_some();
         if let Some(inheritor) = inheritor {
-            inherited_rounds += 1;
             let (both, got, again) = inheritor.join().unwrap();
             assert!(both, "{what}: the values did not land in the pocket");
             assert_eq!(got, ids, "{what}");
@@ -390,12 +396,8 @@ fn an_inherited_pocket_that_was_robbed() {
             assert_eq!(s.creates, 2, "{what}: {s}");
         }
         settle(&what, &ledger, pool);
-    }
-    eprintln!("rounds in which a new thread inherited the robbed pocket: {inherited_rounds} of 6");
-    assert!(
-        inherited_rounds > 0,
-        "no thread ever received the exited thread's index"
-    );
+        passed_on
+    });
 }
 
 /// A thread fills its pocket, and keeps using the pool in a thread-local
@@ -405,8 +407,7 @@ fn an_inherited_pocket_that_was_robbed() {
 /// held twice.
 #[test]
 fn an_exiting_thread_never_uses_the_pocket_it_gave_up() {
-    let mut inherited_rounds = 0;
-    for round in 0..6 {
+    rounds_passing_an_index_on(6, "the pocket", |round| {
         let what = format!("round {round}");
         let ledger = Ledger::new();
         let pool = tracked_pool(&ledger);
@@ -467,8 +468,8 @@ fn an_exiting_thread_never_uses_the_pocket_it_gave_up() {
             }
             pocket
         });
+        let passed_on = inheritor.is_some();
         if let Some(inheritor) = inheritor {
-            inherited_rounds += 1;
             // Both loops at once.
             start.wait();
             go_tx.send(()).unwrap();
@@ -488,12 +489,8 @@ fn an_exiting_thread_never_uses_the_pocket_it_gave_up() {
             "{what}: a thread that gave its index back still got values from a pocket"
         );
         settle(&what, &ledger, pool);
-    }
-    eprintln!("rounds in which a new thread inherited the pocket: {inherited_rounds} of 6");
-    assert!(
-        inherited_rounds > 0,
-        "no thread ever received the exiting thread's index"
-    );
+        passed_on
+    });
 }
 
 // ---------------------------------------------------------------------------
