@@ -59,7 +59,7 @@ pub struct PoolBuilder<
     value: PhantomData<fn() -> T>,
 }
 
-impl<T: Send> Pool<T> {
+impl<T> Pool<T> {
     /// A builder for a pool of `T`; `T` is fixed by the `create` hook, so it
     /// rarely needs to be written.
     ///

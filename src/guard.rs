@@ -1,51 +1,18 @@
+use crate::slots::Lent;
 use crate::stats::StatsLayer;
 use crate::{DefaultSpill, NoReset, Pool, Reset, Spill};
-use mempool_policies::slot::Ticket;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
-/// Where a guard's value lives: in one of the pool's two owner slots, in a
-/// slot of a thread's pocket (`PerThread`), or boxed on its own.
-pub(crate) enum Held<T> {
-    Owner(Ticket<T>),
-    Pocket(Ticket<T>),
-    Spilled(Box<T>),
-}
-
-impl<T> Held<T> {
-    #[inline(always)]
-    pub(crate) fn get(&self) -> &T {
-        match self {
-            Held::Owner(ticket) | Held::Pocket(ticket) => ticket.value(),
-            Held::Spilled(value) => value,
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn get_mut(&mut self) -> &mut T {
-        match self {
-            Held::Owner(ticket) | Held::Pocket(ticket) => ticket.value_mut(),
-            Held::Spilled(value) => value,
-        }
-    }
-
-    pub(crate) fn into_inner(self) -> T {
-        match self {
-            Held::Owner(ticket) | Held::Pocket(ticket) => ticket.take(),
-            Held::Spilled(value) => *value,
-        }
-    }
-}
-
 /// A value borrowed from a [`Pool`]; dereferences to it, and gives it back to
 /// the pool when dropped.
 ///
-/// `Send` when `T` is `Send` and the pool is `Sync`: a guard may be dropped on
-/// another thread than the one that got it. Forgetting a guard
-/// (`mem::forget`) leaks its value, and if it came from an owner slot or a
-/// pocket's slot, that slot stays in use: its thread gets its values
+/// Three words: the pool, the value's box and the slot it returns to. `Send` when `T` is `Send` and
+/// the pool is `Sync`: a guard may be dropped on another thread than the one
+/// that got it. Forgetting a guard (`mem::forget`) leaks its value, and if
+/// it came from a slot, that slot stays in use: its thread gets its values
 /// elsewhere from then on.
 ///
 /// ```
@@ -62,7 +29,47 @@ where
     M: StatsLayer,
 {
     pool: &'a Pool<T, C, R, S, M>,
-    held: ManuallyDrop<Held<T>>,
+    /// Held by this guard alone: lent by its home slot, or owned outright.
+    lent: Lent<T>,
+}
+
+// SAFETY: a guard is exclusive use of one `T` (its value, which no other
+// thread touches while the guard holds it) plus a shared borrow of the pool.
+// Moving it to another thread moves that use, as moving a `Box<T>` would
+// (`T: Send`), and uses the pool from there (`Pool: Sync`); its `Drop` does
+// nothing else.
+unsafe impl<T: Send, C, R, S, M> Send for PoolGuard<'_, T, C, R, S, M>
+where
+    C: Fn() -> T,
+    R: Reset<T>,
+    S: Spill<T>,
+    M: StatsLayer,
+    Pool<T, C, R, S, M>: Sync,
+{
+}
+
+// SAFETY: through `&PoolGuard` only `&T` and `&Pool` can be had: sound when
+// both may be shared.
+unsafe impl<T: Sync, C, R, S, M> Sync for PoolGuard<'_, T, C, R, S, M>
+where
+    C: Fn() -> T,
+    R: Reset<T>,
+    S: Spill<T>,
+    M: StatsLayer,
+    Pool<T, C, R, S, M>: Sync,
+{
+}
+
+// A guard unwinds like the `Box<T>` it stands for: a panic while it is held
+// leaves its value to the guard's drop, which resets it or drops it.
+impl<T: std::panic::UnwindSafe, C, R, S, M> std::panic::UnwindSafe for PoolGuard<'_, T, C, R, S, M>
+where
+    C: Fn() -> T,
+    R: Reset<T>,
+    S: Spill<T>,
+    M: StatsLayer,
+    Pool<T, C, R, S, M>: std::panic::RefUnwindSafe,
+{
 }
 
 impl<'a, T, C, R, S, M> PoolGuard<'a, T, C, R, S, M>
@@ -73,11 +80,8 @@ where
     M: StatsLayer,
 {
     #[inline(always)]
-    pub(crate) fn new(pool: &'a Pool<T, C, R, S, M>, held: Held<T>) -> Self {
-        PoolGuard {
-            pool,
-            held: ManuallyDrop::new(held),
-        }
+    pub(crate) fn new(pool: &'a Pool<T, C, R, S, M>, lent: Lent<T>) -> Self {
+        PoolGuard { pool, lent }
     }
 
     /// Keeps the value: it leaves the pool for good and is not reset. (An
@@ -92,12 +96,9 @@ where
     /// assert_eq!(pool.idle(), 0);
     /// ```
     pub fn take(guard: Self) -> T {
-        let mut guard = ManuallyDrop::new(guard);
-        // SAFETY: `guard` is never dropped (ManuallyDrop), so its `Drop`,
-        // the only other code that takes `held`, never runs; we take it once.
-        let held = unsafe { ManuallyDrop::take(&mut guard.held) };
-        guard.pool.note_taken();
-        held.into_inner()
+        let guard = ManuallyDrop::new(guard);
+        // `guard` is never dropped, so its value is given up once, here.
+        guard.pool.take_out(guard.lent)
     }
 
     /// The pool this guard's value goes back to.
@@ -121,10 +122,9 @@ where
 {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: `drop` runs once, and `take` (the only other place that
-        // takes `held`) forgets the guard, so `held` is still there.
-        let held = unsafe { ManuallyDrop::take(&mut self.held) };
-        self.pool.give_back(held);
+        // `drop` runs once, and `take` (the only other place that gives the
+        // value up) forgets the guard.
+        self.pool.give_back(self.lent);
     }
 }
 
@@ -149,7 +149,42 @@ where
     // The pool's five type parameters make this type long, not complex.
     #[allow(clippy::type_complexity)]
     pool: ManuallyDrop<Arc<Pool<T, C, R, S, M>>>,
-    held: ManuallyDrop<Held<T>>,
+    /// As in `PoolGuard`.
+    lent: Lent<T>,
+}
+
+// SAFETY: as for `PoolGuard`, with the pool shared through an `Arc`, which
+// is `Send` and `Sync` when the pool is both.
+unsafe impl<T: Send, C, R, S, M> Send for OwnedPoolGuard<T, C, R, S, M>
+where
+    C: Fn() -> T,
+    R: Reset<T>,
+    S: Spill<T>,
+    M: StatsLayer,
+    Pool<T, C, R, S, M>: Send + Sync,
+{
+}
+
+// SAFETY: as for `PoolGuard`.
+unsafe impl<T: Sync, C, R, S, M> Sync for OwnedPoolGuard<T, C, R, S, M>
+where
+    C: Fn() -> T,
+    R: Reset<T>,
+    S: Spill<T>,
+    M: StatsLayer,
+    Pool<T, C, R, S, M>: Send + Sync,
+{
+}
+
+// As for `PoolGuard`.
+impl<T: std::panic::UnwindSafe, C, R, S, M> std::panic::UnwindSafe for OwnedPoolGuard<T, C, R, S, M>
+where
+    C: Fn() -> T,
+    R: Reset<T>,
+    S: Spill<T>,
+    M: StatsLayer,
+    Pool<T, C, R, S, M>: std::panic::RefUnwindSafe,
+{
 }
 
 impl<T, C, R, S, M> OwnedPoolGuard<T, C, R, S, M>
@@ -159,10 +194,10 @@ where
     S: Spill<T>,
     M: StatsLayer,
 {
-    pub(crate) fn new(pool: Arc<Pool<T, C, R, S, M>>, held: Held<T>) -> Self {
+    pub(crate) fn new(pool: Arc<Pool<T, C, R, S, M>>, lent: Lent<T>) -> Self {
         OwnedPoolGuard {
             pool: ManuallyDrop::new(pool),
-            held: ManuallyDrop::new(held),
+            lent,
         }
     }
 
@@ -178,15 +213,9 @@ where
     pub fn take(guard: Self) -> T {
         let mut guard = ManuallyDrop::new(guard);
         // SAFETY: `guard` is never dropped, so its `Drop` (the only other code
-        // that takes these fields) never runs; we take each field once.
-        let (pool, held) = unsafe {
-            (
-                ManuallyDrop::take(&mut guard.pool),
-                ManuallyDrop::take(&mut guard.held),
-            )
-        };
-        pool.note_taken();
-        held.into_inner()
+        // that takes the pool) never runs; we take it once.
+        let pool = unsafe { ManuallyDrop::take(&mut guard.pool) };
+        pool.take_out(guard.lent)
     }
 
     /// The pool this guard's value goes back to.
@@ -211,17 +240,12 @@ where
     M: StatsLayer,
 {
     fn drop(&mut self) {
-        // SAFETY: `drop` runs once and `take` forgets the guard, so both
-        // fields are still there; we take each once.
-        let (pool, held) = unsafe {
-            (
-                ManuallyDrop::take(&mut self.pool),
-                ManuallyDrop::take(&mut self.held),
-            )
-        };
+        // SAFETY: `drop` runs once and `take` forgets the guard, so the pool
+        // is still there; we take it once.
+        let pool = unsafe { ManuallyDrop::take(&mut self.pool) };
         // The value goes back before the Arc is released: the pool may be
         // dropped right after, and it must find the slot idle.
-        pool.give_back(held);
+        pool.give_back(self.lent);
         drop(pool);
     }
 }
@@ -239,7 +263,9 @@ macro_rules! guard_common_impls {
 
             #[inline(always)]
             fn deref(&self) -> &T {
-                self.held.get()
+                // SAFETY: the guard holds its value alone (see the field), for
+                // as long as the borrow of the guard.
+                unsafe { self.lent.value.as_ref() }
             }
         }
 
@@ -252,7 +278,8 @@ macro_rules! guard_common_impls {
         {
             #[inline(always)]
             fn deref_mut(&mut self) -> &mut T {
-                self.held.get_mut()
+                // SAFETY: as in `deref`, borrowed mutably.
+                unsafe { self.lent.value.as_mut() }
             }
         }
 
@@ -264,14 +291,9 @@ macro_rules! guard_common_impls {
             M: StatsLayer,
         {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let from = match &*self.held {
-                    Held::Owner(_) => "owner slot",
-                    Held::Pocket(_) => "pocket",
-                    Held::Spilled(_) => "spill",
-                };
                 f.debug_struct(stringify!($guard))
                     .field("value", &**self)
-                    .field("from", &from)
+                    .field("from", &self.pool.origin(self.lent))
                     .finish()
             }
         }

@@ -109,12 +109,12 @@
 mod boxed;
 mod builder;
 mod guard;
-mod owner;
 mod pool;
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
 mod retain;
+mod slots;
 mod stats;
 
 pub use crate::boxed::{BoxedCreate, BoxedPool, BoxedReset};

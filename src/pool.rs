@@ -1,34 +1,33 @@
-use crate::guard::{Held, OwnedPoolGuard, PoolGuard};
-use crate::owner::OwnerSlot;
+use crate::guard::{OwnedPoolGuard, PoolGuard};
+use crate::slots::{Lent, Mine, Slots};
 use crate::stats::{Event, NoStats, Stats, StatsLayer};
 use crate::{DefaultSpill, NoReset, Reset, Spill};
-use mempool_policies::thread_id;
 use mempool_policies::{LockFree, PerThread};
 use std::fmt;
 use std::sync::Arc;
 
 /// A thread-safe pool of reusable values.
 ///
-/// The first thread to call [`get`](Pool::get) becomes the pool's *owner*:
-/// for the pool's whole life, that thread gets and returns up to two values
-/// through the *owner slots*, inside the pool, which need no lock and no
-/// read-modify-write atomic; the guard returns a value there with one store,
-/// whichever thread drops it.
+/// The first thread to call [`get`](Pool::get) becomes the pool's *first
+/// thread* (its owner): for the pool's whole life, that thread gets and
+/// returns up to two values through two *slots* inside the pool, which need
+/// no lock and no read-modify-write atomic; a guard returns a value to its
+/// slot with one store, whichever thread drops it.
 ///
 /// With the default spill strategy, [`PerThread`](crate::spill::PerThread),
-/// every other thread (and the owner while both owner slots are in use) has
-/// a pocket of its own: two slots of the same kind, found through a
-/// per-thread cache, which costs them one dependent load more than the
-/// owner. A thread that holds more values at once, or whose slots are
-/// empty, gets one from the strategy's shared overflow, else from another
-/// thread's pocket or an idle owner slot, else from `create`.
+/// every other thread has a *pocket* of its own: two slots of the same kind,
+/// found through a per-thread cache, which costs them one thread-local load
+/// and a compare more than the first thread. With any other strategy
+/// ([`Spill::pockets`] says which), every other thread gets its values from
+/// the spill strategy `S`.
 ///
-/// With any other strategy, every get but the owner's from its owner slots
-/// goes to the spill strategy `S`, and when the spill has nothing, `create`
-/// makes a new value.
-///
-/// A returned value is reset by `R`, then goes back to the slot it came from,
-/// or is offered to the spill; a value the spill refuses is dropped.
+/// A thread whose slots are in use or empty gets a value from the spill,
+/// else from another thread's slots (through an asymmetric barrier: see the
+/// crate docs), else from `create`; it keeps the value in one of its slots
+/// if one is empty. A returned value is reset by `R`, then goes back to the
+/// slot it came from; a value that came from no slot goes to an empty slot
+/// of the returning thread, else is offered to the spill, and a value the
+/// spill refuses is dropped.
 ///
 /// A value is only ever held by one guard at a time, and values are never
 /// shared between threads, which is why a pool is `Sync` as soon as `T` is
@@ -37,13 +36,12 @@ use std::sync::Arc;
 /// The type parameters are the value, the `create` hook, the `reset` hook, the
 /// spill strategy and the stats layer. Their defaults make `Pool<T>` a
 /// nameable type for a `static` or a struct field, built by [`Pool::new`] with
-/// a function pointer:
+/// a function pointer, in a `const`:
 ///
 /// ```
 /// use mempool::Pool;
-/// use std::sync::LazyLock;
 ///
-/// static BUFFERS: LazyLock<Pool<String>> = LazyLock::new(|| Pool::new(String::new));
+/// static BUFFERS: Pool<String> = Pool::new(String::new);
 ///
 /// let mut s = BUFFERS.get();
 /// s.push_str("hi");
@@ -54,30 +52,29 @@ use std::sync::Arc;
 ///
 /// # Size
 ///
-/// A `Pool<Vec<u8>>` is 768 bytes before any use (`size_of`, 64-bit Linux):
-/// the owner slots take two 128-byte cache lines (the owner's number, read
-/// by every thread, apart from the two values and their states, written by
-/// the owner on every get); the default strategy about
-/// 400 bytes (16 buckets of per-thread pockets at 24 bytes each, made when a
-/// thread first needs one, and an overflow queue made on first use);
-/// `decay`'s set-aside queue 16 bytes until used; and the hooks, here one
-/// function pointer; the whole rounded up to the owner slots' 128-byte
-/// alignment. Each thread that uses a pool with the default strategy adds a
-/// pocket holding two values inline (`2 * (size_of::<T>() + 16)` bytes,
-/// rounded up to 128: 128 for a `Vec`), made in buckets of 8, 16,
-/// 32... pockets; threads that exit hand theirs to threads that start later.
-/// The owner slots hold their values inline too (a larger `T` makes the
-/// pool larger); values in a strategy's shared structures are boxed. So for
-/// a value type of kilobytes (an array by value), pool a `Box` of it, or a
-/// bucket of pockets made for one thread costs 8 times two of them.
+/// Every value lives in a `Box` of its own, so moving it between a slot, the
+/// spill and a guard is a pointer copy, and the pool's size does not depend
+/// on `T`: a `Pool<T>` is 512 bytes before any
+/// use (`size_of`, 64-bit Linux), whatever `T` is. The first thread's two
+/// slots take a 128-byte cache line, written by that thread on every get;
+/// the first thread's number, read by every thread, and the table of other
+/// threads' pockets (16 pointers to buckets made as threads come) share
+/// another; the hooks, the default strategy's overflow queue and `decay`'s
+/// set-aside queue (a pointer each until used) the rest. Each other thread
+/// that uses a pool with the default strategy adds a pocket of 128 bytes
+/// (two slots on a cache line of their own) the first time it gets a value,
+/// and the first thread with an index in a new bucket adds that bucket (64
+/// bytes for the first 8 threads alive at once, then 128, 256...); threads
+/// that exit hand their pockets to threads that start later.
 ///
 /// ```
 /// if cfg!(all(target_pointer_width = "64", target_os = "linux")) {
-///     assert_eq!(std::mem::size_of::<mempool::Pool<Vec<u8>>>(), 768);
+///     assert_eq!(std::mem::size_of::<mempool::Pool<Vec<u8>>>(), 512);
+///     assert_eq!(std::mem::size_of::<mempool::Pool<[u8; 1 << 20]>>(), 512);
 /// }
 /// ```
 pub struct Pool<T, C = fn() -> T, R = NoReset, S = DefaultSpill<T>, M = NoStats> {
-    owner: OwnerSlot<T>,
+    slots: Slots<T>,
     create: C,
     reset: R,
     spill: S,
@@ -114,28 +111,37 @@ where
 {
 }
 
-impl<T: Send, C: Fn() -> T> Pool<T, C> {
-    /// A pool that makes values with `create`, does not reset them, and
-    /// keeps extra values in the default spill strategy.
-    ///
-    /// ```
-    /// let pool = mempool::Pool::new(|| String::with_capacity(64));
-    /// assert!(pool.get().capacity() >= 64);
-    /// ```
-    pub fn new(create: C) -> Self {
-        Pool::from_parts(create, NoReset, DefaultSpill::default(), NoStats)
+impl<T, C> Pool<T, C> {
+    mempool_policies::const_unless_loom! {
+        /// A pool that makes values with `create`, does not reset them, and
+        /// keeps extra values in the default spill strategy. A `const fn`
+        /// with no bounds: `get` is where `create` must be a `Fn() -> T`,
+        /// so a pool fits in a `static` as it is.
+        ///
+        /// ```
+        /// let pool = mempool::Pool::new(|| String::with_capacity(64));
+        /// assert!(pool.get().capacity() >= 64);
+        ///
+        /// static SCRATCH: mempool::Pool<Vec<u8>> = mempool::Pool::new(Vec::new);
+        /// SCRATCH.get().push(1);
+        /// ```
+        pub fn new(create: C) -> Self {
+            Pool::from_parts(create, NoReset, PerThread::new(), NoStats)
+        }
     }
 }
 
 impl<T, C, R, S, M> Pool<T, C, R, S, M> {
-    pub(crate) fn from_parts(create: C, reset: R, spill: S, stats: M) -> Self {
-        Pool {
-            owner: OwnerSlot::new(),
-            create,
-            reset,
-            spill,
-            stats,
-            victims: LockFree::new(),
+    mempool_policies::const_unless_loom! {
+        pub(crate) fn from_parts(create: C, reset: R, spill: S, stats: M) -> Self {
+            Pool {
+                slots: Slots::new(),
+                create,
+                reset,
+                spill,
+                stats,
+                victims: LockFree::new(),
+            }
         }
     }
 }
@@ -149,13 +155,15 @@ where
 {
     /// A value from the pool, in a guard that returns it when dropped.
     ///
-    /// On the owner thread with an owner slot idle, this is a thread-local
-    /// read (the thread's number), three atomic loads (the owner's number,
-    /// the slot's state and its steal word) and an atomic store; on another
-    /// thread with the default strategy and a value idle in its pocket, the
-    /// same plus a thread-local read (the pocket's address). Otherwise the
-    /// value comes from the spill, else from an idle value anywhere in the
-    /// pool, else from `create`.
+    /// On the pool's first thread with its first slot idle, this is a
+    /// thread-local read (the thread's number), three loads (the first
+    /// thread's number, the slot's state and its steal word; a fourth, the
+    /// value's address, comes with the state) and a store; on another thread
+    /// with the default strategy and a value idle in its pocket, the same
+    /// plus a thread-local read and a compare (the pocket's address, cached
+    /// per thread). That much is inlined into the caller; everything else is
+    /// one call: a value from the thread's second slot, else the spill, else
+    /// an idle value anywhere in the pool, else `create`.
     ///
     /// # Panics
     ///
@@ -170,7 +178,11 @@ where
     /// ```
     #[inline]
     pub fn get(&self) -> PoolGuard<'_, T, C, R, S, M> {
-        PoolGuard::new(self, self.acquire())
+        let lent = match self.first_hit() {
+            Ok(lent) => lent,
+            Err(pending) => self.take_cold(pending),
+        };
+        PoolGuard::new(self, lent)
     }
 
     /// Like [`get`](Pool::get), but the guard holds an `Arc` of the pool
@@ -186,176 +198,99 @@ where
     /// assert_eq!(pool.idle(), 1); // returned from the other thread
     /// ```
     pub fn get_owned(self: &Arc<Self>) -> OwnedPoolGuard<T, C, R, S, M> {
-        OwnedPoolGuard::new(Arc::clone(self), self.acquire())
+        let lent = match self.first_hit() {
+            Ok(lent) => lent,
+            Err(pending) => self.take_cold(pending),
+        };
+        OwnedPoolGuard::new(Arc::clone(self), lent)
     }
 
+    /// The inlined part of a get: the caller's first slot, if the caller has
+    /// slots at hand and that one is idle. `Err(word)`: if not 0, the slot is
+    /// marked in use, but its steal word says a thief may be about (or the
+    /// fallback barrier is on), and the call out of line must settle it
+    /// first.
     #[inline(always)]
-    fn acquire(&self) -> Held<T> {
-        // `cached`: no branch for a thread without a number yet; its
-        // placeholder matches no owner, so such a thread takes a slower path.
-        let caller = thread_id::cached();
-        if let Some(ticket) = self.owner.take_ticket(caller) {
-            self.stats.owner_hit();
-            return Held::Owner(ticket);
+    fn first_hit(&self) -> Result<Lent<T>, u8> {
+        let mine = self.slots.mine().ok_or(0)?;
+        let word = mine.begin_first().ok_or(0)?;
+        if word != 0 {
+            return Err(word);
         }
-        if let Some(per_thread) = self.spill.as_per_thread() {
-            if let Some(held) = self.pocket_hit(per_thread) {
-                return held;
-            }
-            return self.acquire_for_pocket(caller);
-        }
-        self.acquire_slow(caller)
-    }
-
-    /// With `PerThread`: an idle value from the calling thread's pocket.
-    #[inline(always)]
-    fn pocket_hit(&self, per_thread: &PerThread<T>) -> Option<Held<T>> {
-        // SAFETY: every caller puts the ticket into a guard, which borrows
-        // the pool or holds an `Arc` of it, so it ends before the spill is
-        // dropped.
-        let ticket = unsafe { per_thread.take_own() }?;
         self.stats.count(Event::SlotHit);
-        Some(Held::Pocket(ticket))
+        Ok(mine.first_lent())
     }
 
-    /// With `PerThread`, every get that neither the owner slots nor the
-    /// calling thread's pocket could serve: the owner slots' claim or refill,
-    /// else a value from anywhere else, kept in a free slot of the pocket if
-    /// there is one. Cold: a thread's pocket serves it until it holds three
-    /// values at once (the owner: five). Marking the paths off the pocket hit cold (this one,
-    /// the per-thread cache's miss, the slot's thief check) lays the hit out
-    /// in a straight line, which measured 1.6 against 2.0 ns a cycle
-    /// (`benches/examples/ratio.rs`).
+    /// Every get but a first-slot hit, out of line.
     #[cold]
     #[inline(never)]
-    fn acquire_for_pocket(&self, cached: usize) -> Held<T> {
-        self.acquire_slow(cached)
-    }
-
-    /// Puts a value the caller got into a free slot of its pocket, or hands it
-    /// out boxed if there is none.
-    fn keep_in_pocket(&self, per_thread: &PerThread<T>, value: Box<T>) -> Held<T> {
-        // SAFETY: the ticket goes into a guard, which borrows the pool or
-        // holds an `Arc` of it, so it ends before the spill is dropped.
-        match unsafe { per_thread.fill_own(value) } {
-            Ok(ticket) => Held::Pocket(ticket),
-            Err(value) => Held::Spilled(value),
+    fn take_cold(&self, pending: u8) -> Lent<T> {
+        match self.take_slow(pending, true) {
+            Some(lent) => lent,
+            None => unreachable!("a get that may create always has a value"),
         }
     }
 
-    /// Holds a value that came from neither slot: in a free slot of the
-    /// calling thread's pocket with `PerThread`, else boxed.
-    #[inline(always)]
-    fn hold(&self, value: Box<T>) -> Held<T> {
-        match self.spill.as_per_thread() {
-            Some(per_thread) => self.keep_in_pocket(per_thread, value),
-            None => Held::Spilled(value),
-        }
-    }
-
-    /// Every get but the slots' fast ones: for a pool without `PerThread`,
-    /// the usual path of every other thread (a spill pop), so not `#[cold]`.
-    /// Out of line all the same: inlined, it made the owner's loop spill
-    /// registers (measured: the owner's cycle went from 1.6 to 1.9 ns).
-    #[inline(never)]
-    fn acquire_slow(&self, cached: usize) -> Held<T> {
-        let owner = self.owner.owner();
-        if owner != 0
-            && cached != thread_id::UNASSIGNED
-            && (owner != cached || !self.owner.has_room_for(cached))
-        {
-            // Another thread owns the slot (the usual case here), or this
-            // thread does and is using it (a nested get).
-            return self.hold(self.pop_or_create());
-        }
-        self.acquire_unusual(owner)
-    }
-
-    /// The slots are unclaimed, or this may be the owner thread.
-    #[cold]
-    #[inline(never)]
-    fn acquire_unusual(&self, owner: usize) -> Held<T> {
-        let caller = thread_id::current();
-        if owner == 0 || owner == caller {
-            return self.acquire_rare(caller, owner);
-        }
-        self.hold(self.pop_or_create())
-    }
-
-    /// The slots have no owner yet, or the owner thread's are in use or
-    /// empty.
-    #[cold]
-    fn acquire_rare(&self, caller: usize, owner: usize) -> Held<T> {
-        if owner == 0 {
-            // Nobody owns the slots: get a value first (so that a panic in
-            // `create` leaves them as they were), then try to claim them.
-            let value = self.pop_or_create();
-            if self.owner.claim(caller) {
-                return self.fill_owner_slot(caller, value);
+    /// A get's slow part: the first slot after all (the steal word only
+    /// asked for the fallback fence), the second slot, an idle value from
+    /// the spill or elsewhere, else (if `create`) a new one. The value then
+    /// goes into an empty slot of the caller's if it has one, lent to the
+    /// guard; the first get of the pool claims the first thread's slots for
+    /// the caller, once it has its value (so that a panic in `create` leaves
+    /// them unclaimed).
+    fn take_slow(&self, pending: u8, create: bool) -> Option<Lent<T>> {
+        if pending != 0 {
+            // The same pocket `first_hit` found: nothing changed since.
+            let mine = self.slots.mine().expect("the pocket of a pending take");
+            if mine.settle_first(pending) {
+                self.stats.count(Event::SlotHit);
+                return Some(mine.first_lent());
             }
-            return self.hold(value);
         }
-        if self.owner.has_room_for(caller) {
-            // An owner slot is empty (never filled yet, or emptied by `take`,
-            // `trim` or a panicking reset): fill it.
-            return self.fill_owner_slot(caller, self.pop_or_create());
+        let pockets = self.spill.pockets();
+        let mine = self.slots.find_mine(pockets);
+        if let Some(lent) = mine.and_then(Mine::take) {
+            self.stats.count(Event::SlotHit);
+            return Some(lent);
         }
-        // The owner is using both slots (a nested get).
-        self.hold(self.pop_or_create())
-    }
-
-    fn fill_owner_slot(&self, caller: usize, value: Box<T>) -> Held<T> {
-        match self.owner.fill(caller, value) {
-            Ok(ticket) => Held::Owner(ticket),
-            // A thief is looking at the slot right now (rare): the value
-            // goes out another way; the slot is refilled on a later get.
-            Err(value) => self.hold(value),
-        }
-    }
-
-    #[inline(always)]
-    fn pop_or_create(&self) -> Box<T> {
-        match self.reuse() {
+        let value = match self.reuse(mine) {
             Some(value) => value,
-            None => self.create_boxed(),
-        }
+            None if create => self.create_boxed(),
+            None => return None,
+        };
+        let mine = mine
+            .or_else(|| self.slots.claim())
+            .or_else(|| self.slots.find_mine(pockets));
+        Some(match mine {
+            Some(mine) => match mine.lend(value) {
+                Ok(lent) => lent,
+                Err(value) => Lent::boxed(value, self),
+            },
+            None => Lent::boxed(value, self),
+        })
     }
 
-    #[cold]
-    fn create_boxed(&self) -> Box<T> {
-        Box::new(self.create())
-    }
-
-    /// An idle value from anywhere but the owner's fast path: the spill, the
-    /// values the last `decay` set aside, or an owner slot (whose owner may
-    /// have exited; a heavy barrier when one looks full).
-    #[inline(always)]
-    fn reuse(&self) -> Option<Box<T>> {
+    /// An idle value from outside the caller's slots: the spill, the values
+    /// the last `decay` set aside, or another thread's slots (a heavy
+    /// barrier when one looks full).
+    fn reuse(&self, mine: Option<Mine<'_, T>>) -> Option<Box<T>> {
         if let Some(value) = self.spill.pop() {
             self.stats.count(Event::SpillHit);
             return Some(value);
         }
-        self.reuse_elsewhere()
-    }
-
-    #[cold]
-    fn reuse_elsewhere(&self) -> Option<Box<T>> {
         if let Some(value) = self.victims.pop() {
             self.stats.count(Event::SpillHit);
             return Some(value);
         }
-        let mut stolen = Vec::new();
-        self.owner.steal_into(&mut stolen, 1);
-        let value = stolen.pop()?;
+        let value = self.slots.steal_one(mine)?;
         self.stats.count(Event::SlotHit);
         Some(value)
     }
 
-    #[inline]
-    fn create(&self) -> T {
+    fn create_boxed(&self) -> Box<T> {
         let value = (self.create)();
         self.stats.count(Event::Create);
-        value
+        Box::new(value)
     }
 
     /// Takes a value back from a guard. Runs on whichever thread drops it.
@@ -363,50 +298,73 @@ where
     /// The reset comes first, wherever the value lives, so that the user's
     /// last writes and the reset's sit side by side (the optimiser merges
     /// them); then `retain`, which may refuse the value. If either panics,
-    /// unwinding drops `held`: a boxed value is freed, and an owner ticket
-    /// drops its value and leaves the slot empty; the stats count it as
-    /// returned and discarded.
+    /// the value is dropped (and its slot left empty) during the unwind; the
+    /// stats count it as returned and discarded. A value lent by a slot goes
+    /// back there with one store; any other takes the call out of line.
     #[inline]
-    pub(crate) fn give_back(&self, mut held: Held<T>) {
-        let counted = CountIfResetPanics(&self.stats);
-        let keep = self.reset.recycle(held.get_mut());
-        std::mem::forget(counted);
+    pub(crate) fn give_back(&self, lent: Lent<T>) {
+        let unwinding = DiscardOnUnwind {
+            lent,
+            stats: &self.stats,
+        };
+        // SAFETY: the guard that held `lent` held its value alone (its slot
+        // lent it, or the guard owned the box), and gives it up here.
+        let keep = self.reset.recycle(unsafe { &mut *lent.value.as_ptr() });
+        std::mem::forget(unwinding);
         if !keep {
-            return self.reject(held);
+            return self.reject(lent);
         }
-        match held {
-            Held::Owner(ticket) => {
-                // Counted while the ticket is held: one writer at a time.
-                self.stats.owner_return(self.owner.index_of(&ticket));
-                ticket.release();
-            }
-            Held::Pocket(ticket) => {
-                self.stats.count(Event::Return);
-                ticket.release();
-            }
-            Held::Spilled(value) => self.give_back_spilled(value),
-        }
+        let slot = match lent.slot() {
+            Some(slot) => slot,
+            // SAFETY: no slot lent it: the guard owned the box, and gives it
+            // up here; the pool is the one `Lent::boxed` was given, this one
+            // (the guard borrows it or holds an `Arc` of it). Through the
+            // lent value rather than `self`, so that a caller keeps no
+            // register for the pool across its use of the value.
+            None => unsafe {
+                let pool = &*lent.pool::<Self>();
+                return pool.give_back_boxed(Box::from_raw(lent.value.as_ptr()));
+            },
+        };
+        self.stats.count(Event::Return);
+        // SAFETY: the slot that lent the value to the guard, alive while the
+        // pool is (as above); the guard ends the lending here and lets go of
+        // the value.
+        unsafe { (*slot).release() };
     }
 
     /// `retain` said no: drop the value (a slot's leaves the slot empty).
     #[cold]
     #[inline(never)]
-    fn reject(&self, held: Held<T>) {
+    fn reject(&self, lent: Lent<T>) {
         self.stats.count(Event::Return);
         self.stats.count(Event::Rejected);
-        drop(held.into_inner());
+        // SAFETY: the guard's value, given up here (see `give_back`).
+        unsafe { discard(lent) };
     }
 
-    /// Counts a return of a value that is not a slot's, and offers
-    /// it to the spill; the value is already reset. Out of line, like
-    /// `acquire_slow`, and for the same reason.
+    /// A returned value that no slot lent (already reset): into an empty
+    /// slot of the returning thread's, else offered to the spill.
     #[inline(never)]
-    fn give_back_spilled(&self, value: Box<T>) {
+    fn give_back_boxed(&self, value: Box<T>) {
         self.stats.count(Event::Return);
+        self.keep_idle(value);
+    }
+
+    /// Keeps an idle value: in an empty slot of the calling thread's (if the
+    /// thread has its slots at hand), else in the spill (dropped if it
+    /// refuses).
+    fn keep_idle(&self, value: Box<T>) {
+        let value = match self.slots.mine() {
+            Some(mine) => match mine.keep(value) {
+                Ok(()) => return,
+                Err(value) => value,
+            },
+            None => value,
+        };
         self.offer(value);
         // A spill with a ceiling (`Bounded`) keeps it across `decay`: while
-        // values are set aside, a returned one takes the place of one of
-        // them.
+        // values are set aside, a kept one takes the place of one of them.
         if self.spill.ceiling().is_some() {
             if let Some(stale) = self.victims.pop() {
                 self.stats.count(Event::Decayed(1));
@@ -416,7 +374,6 @@ where
     }
 
     /// Offers a reset value to the spill, dropping it if refused.
-    #[inline(always)]
     fn offer(&self, value: Box<T>) {
         match self.spill.push(value) {
             Ok(()) => self.stats.count(Event::Spilled),
@@ -427,13 +384,22 @@ where
         }
     }
 
-    /// Records that a guard's value left the pool through `take`.
-    pub(crate) fn note_taken(&self) {
+    /// A guard's value leaves the pool through `take`.
+    pub(crate) fn take_out(&self, lent: Lent<T>) -> T {
         self.stats.count(Event::Taken);
+        if let Some(slot) = lent.slot() {
+            // SAFETY: as in `give_back`: its slot lent it, and the lending
+            // ends here, with the value moving out.
+            unsafe { (*slot).vacate() };
+        }
+        // SAFETY: the box is the guard's alone, and its slot (if any) no
+        // longer claims it.
+        *unsafe { Box::from_raw(lent.value.as_ptr()) }
     }
 
     /// Hands a value to the pool, as if a guard holding it were dropped: it
-    /// is reset, then offered to the spill (and dropped if refused).
+    /// is reset, then kept in an empty slot of the calling thread's, else
+    /// offered to the spill (and dropped if refused).
     ///
     /// # Panics
     ///
@@ -448,11 +414,13 @@ where
     /// ```
     pub fn put(&self, value: T) {
         self.stats.count(Event::Put);
-        self.give_back(Held::Spilled(Box::new(value)));
+        self.give_back(Lent::boxed(Box::new(value), self));
     }
 
-    /// Makes `n` values with `create` and offers them to the spill, so that
-    /// the first gets find them ready. Values the spill refuses are dropped.
+    /// Makes `n` values with `create` and keeps them as a returned value is
+    /// kept, so that the first gets find them ready: in empty slots of the
+    /// calling thread's (if it is the pool's first thread), else in the
+    /// spill. Values the spill refuses are dropped.
     ///
     /// ```
     /// let pool = mempool::Pool::new(Vec::<u8>::new);
@@ -461,14 +429,14 @@ where
     /// ```
     pub fn prefill(&self, n: usize) {
         for _ in 0..n {
-            let value = Box::new(self.create());
+            let value = self.create_boxed();
             self.stats.count(Event::Prefill);
-            self.offer(value);
+            self.keep_idle(value);
         }
     }
 
-    /// How many idle values the pool holds now, the pockets' and the owner
-    /// slots' included. Exact when no other thread is using the pool.
+    /// How many idle values the pool holds now, every slot's included.
+    /// Exact when no other thread is using the pool.
     ///
     /// ```
     /// let pool = mempool::Pool::new(String::new);
@@ -477,13 +445,13 @@ where
     /// assert_eq!(pool.idle(), 1);
     /// ```
     pub fn idle(&self) -> usize {
-        self.owner.idle() + self.spill.len() + self.victims.len()
+        self.slots.idle() + self.spill.len() + self.victims.len()
     }
 
-    /// Drops every idle value the pool holds, in every pocket and the owner
-    /// slots too, and returns how many it dropped. Works from any thread;
-    /// values in use are not touched. The pool stays usable: later gets
-    /// create values again.
+    /// Drops every idle value the pool holds, in every thread's slots too,
+    /// and returns how many it dropped. Works from any thread; values in use
+    /// are not touched. The pool stays usable: later gets create values
+    /// again.
     ///
     /// Values held by other threads' fast paths are taken out through an
     /// asymmetric barrier (see the crate docs), so `trim` costs a few hundred
@@ -505,7 +473,7 @@ where
         // alive or the count unrecorded.
         let mut values = self.spill.drain();
         values.extend(self.victims.drain());
-        self.owner.steal_into(&mut values, usize::MAX);
+        self.slots.steal_all(&mut values);
         let dropped = values.len();
         self.stats.count(Event::Trimmed(dropped));
         // If a value's `Drop` panics, the unwind still drops the others.
@@ -523,26 +491,11 @@ where
     /// assert!(pool.try_get().is_some());
     /// ```
     pub fn try_get(&self) -> Option<PoolGuard<'_, T, C, R, S, M>> {
-        if let Some(ticket) = self.owner.take_ticket(thread_id::cached()) {
-            self.stats.owner_hit();
-            return Some(PoolGuard::new(self, Held::Owner(ticket)));
-        }
-        if let Some(per_thread) = self.spill.as_per_thread() {
-            if let Some(held) = self.pocket_hit(per_thread) {
-                return Some(PoolGuard::new(self, held));
-            }
-        }
-        let value = self.reuse()?;
-        // As `get` does: the owner thread refills its empty slot, and the
-        // first taker of an unclaimed slot claims it.
-        let caller = thread_id::current();
-        let owner = self.owner.owner();
-        let held = if (owner == 0 && self.owner.claim(caller)) || self.owner.has_room_for(caller) {
-            self.fill_owner_slot(caller, value)
-        } else {
-            self.hold(value)
+        let lent = match self.first_hit() {
+            Ok(lent) => lent,
+            Err(pending) => self.take_slow(pending, false)?,
         };
-        Some(PoolGuard::new(self, held))
+        Some(PoolGuard::new(self, lent))
     }
 
     /// Drops the values that have sat idle since the previous `decay`, and
@@ -552,10 +505,10 @@ where
     /// collector: call it from a timer, and memory goes back to what the
     /// values in use need after a burst.
     ///
-    /// Reaches every strategy, every thread's pocket and the owner slots, from
-    /// any thread, through the same asymmetric barrier as [`trim`](Pool::trim).
-    /// Values set aside stay idle and reusable: a get finds them when the
-    /// spill has none. With a spill that promises a ceiling
+    /// Reaches every strategy and every thread's slots, from any thread,
+    /// through the same asymmetric barrier as [`trim`](Pool::trim). Values
+    /// set aside stay idle and reusable: a get finds them when the spill has
+    /// none. With a spill that promises a ceiling
     /// ([`Bounded`](crate::spill::Bounded)), each value returned (or `put`)
     /// while some are set aside takes the place of one, which is dropped then
     /// (counted as decayed), so the ceiling holds across `decay`.
@@ -574,7 +527,7 @@ where
         // this pool, and a panicking one must not keep the others alive.
         let stale = self.victims.drain();
         let mut idle = self.spill.drain();
-        self.owner.steal_into(&mut idle, usize::MAX);
+        self.slots.steal_all(&mut idle);
         for value in idle {
             // An unbounded queue: never refuses.
             let _ = self.victims.push(value);
@@ -612,25 +565,67 @@ where
     }
 }
 
-/// Counts a returned value as discarded if its reset hook panics: dropped
-/// during the unwind, forgotten when the reset returns. With `NoStats` it is
-/// empty and compiles away.
-struct CountIfResetPanics<'a, M: StatsLayer>(&'a M);
-
-impl<M: StatsLayer> Drop for CountIfResetPanics<'_, M> {
-    #[cold]
-    fn drop(&mut self) {
-        self.0.count(Event::Return);
-        self.0.count(Event::Discarded);
+impl<T, C, R, S, M> Pool<T, C, R, S, M> {
+    /// Where a guard's value came from, for its `Debug` output.
+    pub(crate) fn origin(&self, lent: Lent<T>) -> &'static str {
+        match lent.slot() {
+            None => "spill",
+            Some(slot) if self.slots.is_first(slot) => "owner slot",
+            Some(_) => "pocket",
+        }
     }
 }
 
-impl<T, C, R, S: Spill<T> + fmt::Debug, M> fmt::Debug for Pool<T, C, R, S, M> {
+/// Drops a guard's value: empties the slot that lent it (first, so that a
+/// value whose `Drop` uses the pool finds the slot free), then frees it.
+///
+/// # Safety
+///
+/// `lent` is a guard's, given up by it.
+unsafe fn discard<T>(lent: Lent<T>) {
+    // SAFETY: the caller's promise: the box is live and the guard's to give
+    // up, and its home, if any, lent it and is alive.
+    unsafe {
+        if let Some(slot) = lent.slot() {
+            (*slot).vacate();
+        }
+        drop(Box::from_raw(lent.value.as_ptr()));
+    }
+}
+
+/// Drops a returned value if its reset or retain hook panics (forgotten
+/// when they return), and counts it as returned and discarded.
+struct DiscardOnUnwind<'a, T, M: StatsLayer> {
+    lent: Lent<T>,
+    stats: &'a M,
+}
+
+impl<T, M: StatsLayer> Drop for DiscardOnUnwind<'_, T, M> {
+    /// Inline, passing its fields by value to the cold part: a `drop` out
+    /// of line would take `&mut self`, and the guard would be written to the
+    /// stack on every return for it.
+    #[inline]
+    fn drop(&mut self) {
+        discard_on_unwind(self.lent, self.stats);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn discard_on_unwind<T, M: StatsLayer>(lent: Lent<T>, stats: &M) {
+    stats.count(Event::Return);
+    stats.count(Event::Discarded);
+    // SAFETY: the value `give_back` was given, which it gives up by
+    // unwinding.
+    unsafe { discard(lent) };
+}
+
+impl<T, C, R, S: fmt::Debug, M> fmt::Debug for Pool<T, C, R, S, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let owner = self.owner.owner();
+        let owner = self.slots.owner();
         f.debug_struct("Pool")
             .field("owner_thread", &(owner != 0).then_some(owner))
-            .field("owner_slots", &self.owner.slots())
+            .field("owner_slots", self.slots.first_slots())
             .field("spill", &self.spill)
             .finish_non_exhaustive()
     }

@@ -6,13 +6,11 @@
 //! [`stats`](crate::PoolBuilder::stats).
 //!
 //! The counters never make threads contend. Each thread counts in a block of
-//! its own, on a cache line of its own; the owner thread's hits and the
-//! owner slots' returns are counted beside the owner slots: the hits by the
-//! owner thread, each slot's returns by whoever holds that slot's value (one
-//! thread at a time, by the slot's protocol). Every counter has a single
-//! writer at a time, so an increment is a plain load and store, never a
-//! read-modify-write atomic. [`Pool::stats`](crate::Pool::stats) sums the
-//! blocks when asked.
+//! its own, on a cache line of its own (found through a per-thread cache, a
+//! few instructions), whatever it counts: a get, a return of a value from
+//! any thread's slot, a create. Every counter has a single writer, so an
+//! increment is a plain load and store, never a read-modify-write atomic.
+//! [`Pool::stats`](crate::Pool::stats) sums the blocks when asked.
 //!
 //! One exception: a thread that is exiting (a guard kept in a
 //! `thread_local!` is returned by its destructor) may have given up its
@@ -166,24 +164,18 @@ mod sealed {
 /// ```
 pub trait StatsLayer: sealed::Sealed {
     #[doc(hidden)]
-    fn owner_hit(&self);
-    /// A return to owner slot `slot` (0 or 1), counted while its ticket is
-    /// held.
-    #[doc(hidden)]
-    fn owner_return(&self, slot: usize);
-    #[doc(hidden)]
     fn count(&self, event: Event);
     #[doc(hidden)]
     fn snapshot(&self, idle: usize) -> Option<Stats>;
 }
 
-/// One kind of thing a pool counts outside the owner slots.
+/// One kind of thing a pool counts.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
     SpillHit,
-    /// A get served by the calling thread's pocket (`PerThread`), or by an
-    /// owner slot's idle value taken over by another thread.
+    /// A get served by one of the calling thread's slots, or by an idle
+    /// value taken over from another thread's.
     SlotHit,
     Create,
     Prefill,
@@ -210,10 +202,6 @@ pub struct NoStats;
 
 impl StatsLayer for NoStats {
     #[inline(always)]
-    fn owner_hit(&self) {}
-    #[inline(always)]
-    fn owner_return(&self, _slot: usize) {}
-    #[inline(always)]
     fn count(&self, _event: Event) {}
     fn snapshot(&self, _idle: usize) -> Option<Stats> {
         None
@@ -229,23 +217,11 @@ impl StatsLayer for NoStats {
 /// ```
 #[derive(Default)]
 pub struct StatsCounters {
-    /// Hits counted by the owner thread, the one taker of the owner slots;
-    /// returns by whoever holds the ticket of that owner slot: for each
-    /// counter, one thread at a time.
-    owner: CachePadded<OwnerCounts>,
     /// Counted by each thread in its own block.
     threads: ThreadSlots<CachePadded<ThreadCounts>>,
     /// Counted with `fetch_add` by threads that have no block of their own
     /// any more (they are exiting).
     shared: CachePadded<ThreadCounts>,
-}
-
-#[derive(Default)]
-struct OwnerCounts {
-    hits: AtomicU64,
-    /// One per owner slot: two tickets may be returned at once, on two
-    /// threads.
-    returns: [AtomicU64; 2],
 }
 
 #[derive(Default)]
@@ -311,16 +287,6 @@ fn read(counter: &AtomicU64) -> u64 {
 }
 
 impl StatsLayer for StatsCounters {
-    #[inline(always)]
-    fn owner_hit(&self) {
-        add(&self.owner.hits, 1);
-    }
-
-    #[inline(always)]
-    fn owner_return(&self, slot: usize) {
-        add(&self.owner.returns[slot], 1);
-    }
-
     #[inline]
     fn count(&self, event: Event) {
         match self.threads.get() {
@@ -337,8 +303,6 @@ impl StatsLayer for StatsCounters {
 
     fn snapshot(&self, idle: usize) -> Option<Stats> {
         let mut s = Stats {
-            slot_hits: read(&self.owner.hits),
-            returns: self.owner.returns.iter().map(read).sum(),
             idle,
             ..Stats::default()
         };
@@ -346,7 +310,7 @@ impl StatsLayer for StatsCounters {
             t.add_to(&mut s);
         }
         self.shared.add_to(&mut s);
-        // Every get is an owner hit, a spill hit or a create; every create
+        // Every get is a slot hit, a spill hit or a create; every create
         // that is not a prefill was made for a get.
         s.gets = s.slot_hits + s.spill_hits + s.creates.saturating_sub(s.prefilled);
         // Saturating: while threads run, a snapshot may see a return before
@@ -359,7 +323,6 @@ impl StatsLayer for StatsCounters {
 impl fmt::Debug for StatsCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StatsCounters")
-            .field("slot_hits", &read(&self.owner.hits))
             .field("threads", &self.threads.iter().count())
             .finish()
     }

@@ -45,8 +45,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Where a slot stands: one of the two owner slots, or one of the two slots
-/// of the thread's pocket with `PerThread`.
+/// Where a slot stands: one of the two slots of the pool's first thread
+/// (the model's one thread), whatever the strategy.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 enum Slot {
     #[default]
@@ -59,18 +59,12 @@ enum Slot {
     Taken,
 }
 
-/// How many slots the owner has.
-const OWNER_SLOTS: usize = 2;
-
 /// What the pool must look like, seen from the one thread that uses it.
 #[derive(Debug, Default)]
 struct Model {
-    /// `PerThread`: the thread has a pocket too.
-    pockets: bool,
-    /// The owner slots have been claimed (by the model's one thread).
+    /// The slots have been claimed (by the model's one thread).
     claimed: bool,
-    /// The owner slots (0 and 1), then the pocket's (2 and 3) if any.
-    slots: Vec<Slot>,
+    slots: [Slot; 2],
     spill_idle: usize,
     /// Idle values the last `decay` set aside.
     victims: usize,
@@ -83,21 +77,20 @@ struct Model {
 }
 
 impl Model {
-    fn new(pockets: bool, capacity: usize) -> Self {
+    fn new(capacity: usize) -> Self {
         Model {
-            pockets,
-            slots: vec![Slot::Empty; if pockets { 4 } else { 2 }],
             capacity,
             ..Model::default()
         }
     }
 
-    /// The fast paths, the owner slots' then the pocket's: the first full
-    /// slot, settling taken ones on the way. The owner slots serve nobody
-    /// until claimed.
+    /// The fast path, then the second slot: the first full slot, settling
+    /// taken ones on the way. The slots serve nobody until claimed.
     fn take_slot(&mut self) -> Option<usize> {
-        let first = if self.claimed { 0 } else { OWNER_SLOTS };
-        for i in first..self.slots.len() {
+        if !self.claimed {
+            return None;
+        }
+        for i in 0..self.slots.len() {
             match self.slots[i] {
                 Slot::Full => {
                     self.slots[i] = Slot::InUse;
@@ -111,20 +104,18 @@ impl Model {
         None
     }
 
-    /// A value got elsewhere goes into the first empty slot of `range`, if
-    /// any.
-    fn fill(&mut self, range: std::ops::Range<usize>) -> Option<usize> {
-        let i = range.clone().find(|&i| self.slots[i] == Slot::Empty)?;
-        self.slots[i] = Slot::InUse;
+    /// The first empty slot, for a value got elsewhere (`state` it takes),
+    /// claiming the slots if unclaimed when `claim`.
+    fn empty_slot(&mut self, claim: bool, state: Slot) -> Option<usize> {
+        if claim {
+            self.claimed = true;
+        }
+        if !self.claimed {
+            return None;
+        }
+        let i = (0..self.slots.len()).find(|&i| self.slots[i] == Slot::Empty)?;
+        self.slots[i] = state;
         Some(i)
-    }
-
-    /// A value that came from neither fast path: into an empty owner slot
-    /// (claiming them if unclaimed), else the pocket's, else held boxed.
-    fn hold(&mut self) -> Option<usize> {
-        self.claimed = true;
-        self.fill(0..OWNER_SLOTS)
-            .or_else(|| self.fill(OWNER_SLOTS..self.slots.len()))
     }
 
     fn pop_or_create(&mut self) {
@@ -153,7 +144,7 @@ impl Model {
             return;
         }
         self.pop_or_create();
-        let slot = self.hold();
+        let slot = self.empty_slot(true, Slot::InUse);
         self.guards.push(slot);
     }
 
@@ -168,7 +159,7 @@ impl Model {
             return false;
         }
         self.stats.gets += 1;
-        let slot = self.hold();
+        let slot = self.empty_slot(true, Slot::InUse);
         self.guards.push(slot);
         true
     }
@@ -213,14 +204,13 @@ impl Model {
         self.spill_idle = 0;
     }
 
-    fn offer(&mut self) {
-        if self.pockets {
-            if let Some(i) = (OWNER_SLOTS..self.slots.len()).find(|&i| self.slots[i] == Slot::Empty)
-            {
-                self.slots[i] = Slot::Full;
-                self.stats.spilled += 1;
-                return;
-            }
+    /// An idle value that came from no slot (returned, put, prefilled): into
+    /// an empty slot of the thread's (once claimed), else offered to the
+    /// spill, where, with a spill that has a ceiling, it takes the place of
+    /// one value `decay` set aside.
+    fn keep_idle(&mut self) {
+        if self.empty_slot(false, Slot::Full).is_some() {
+            return;
         }
         if self.spill_idle < self.capacity {
             self.spill_idle += 1;
@@ -228,12 +218,6 @@ impl Model {
         } else {
             self.stats.discarded += 1;
         }
-    }
-
-    /// A returned (or put) value that went to the spill: with a spill that
-    /// has a ceiling, it takes the place of one value `decay` set aside.
-    fn give_back_spilled(&mut self) {
-        self.offer();
         if self.capacity != usize::MAX && self.victims > 0 {
             self.victims -= 1;
             self.stats.decayed += 1;
@@ -247,7 +231,7 @@ impl Model {
         self.stats.returns += 1;
         match slot {
             Some(i) => self.slots[i] = Slot::Full,
-            None => self.give_back_spilled(),
+            None => self.keep_idle(),
         }
     }
 
@@ -280,7 +264,7 @@ impl Model {
             self.kept -= 1;
             self.stats.returns += 1;
             self.stats.puts += 1;
-            self.give_back_spilled();
+            self.keep_idle();
         }
     }
 
@@ -295,7 +279,7 @@ impl Model {
         for _ in 0..n {
             self.stats.creates += 1;
             self.stats.prefilled += 1;
-            self.offer();
+            self.keep_idle();
         }
     }
 
@@ -337,7 +321,7 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
         .spill(spill)
         .stats()
         .build();
-    let mut model = Model::new(pool.spill().as_per_thread().is_some(), capacity);
+    let mut model = Model::new(capacity);
     let mut guards: Vec<Guard<'_, S>> = Vec::new();
     let mut kept: Vec<Vec<u8>> = Vec::new();
     for (step, op) in ops.iter().enumerate() {

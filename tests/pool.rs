@@ -309,3 +309,53 @@ fn debug_output_names_the_parts() {
     let builder = Pool::builder().create(String::new).prefill(3);
     assert!(format!("{builder:?}").contains("prefill: 3"));
 }
+
+/// A value type of a megabyte by value builds, gets, returns and prefills on
+/// a thread with the main thread's 8 MiB stack (debug build): the pool never
+/// holds a value inline (`build` used to move two of them through its frame
+/// and overflow the stack, even with `prefill(0)`).
+#[test]
+fn a_megabyte_value_type_builds_and_runs_on_an_ordinary_stack() {
+    type Big = [u8; 1 << 20];
+    std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| {
+            assert_eq!(
+                std::mem::size_of::<Pool<Big>>(),
+                std::mem::size_of::<Pool<u8>>()
+            );
+            let pool = Pool::builder()
+                .create(|| Box::new([0u8; 1 << 20]) as Box<Big>)
+                .prefill(0)
+                .build();
+            pool.get()[7] = 1;
+            assert_eq!(pool.get()[7], 1, "the same value back");
+            // And by value, not boxed by the caller.
+            let pool = Pool::builder().create(|| [0u8; 1 << 20]).prefill(0).build();
+            let mut a = pool.get();
+            a[1] = 2;
+            let b = pool.get();
+            drop((a, b));
+            pool.prefill(1);
+            assert_eq!(pool.idle(), 3);
+            assert_eq!(pool.trim(), 3);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// `Pool::new` is a `const fn` with no bounds: a pool is a `static` as it
+/// is, with no lazy cell in front of it.
+#[test]
+fn a_const_pool_in_a_static() {
+    static BUFFERS: Pool<Vec<u8>> = Pool::new(Vec::new);
+    BUFFERS.get().push(1);
+    std::thread::scope(|s| {
+        s.spawn(|| BUFFERS.get().push(2));
+    });
+    // One value, no reset: the other thread took this thread's idle value
+    // over, and this thread takes it back from the exited thread's pocket.
+    assert_eq!(BUFFERS.idle(), 1);
+    assert_eq!(*BUFFERS.get(), [1, 2]);
+}

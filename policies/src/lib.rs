@@ -1,21 +1,21 @@
 //! The spill strategies and reset hooks behind the [`mempool`] crate.
 //!
-//! A `mempool::Pool` keeps its idle values in its *spill*: a strategy that
-//! decides where idle values wait and how many are kept. With [`PerThread`]
-//! (the default), every thread takes and returns its values through two
-//! slots of its own; with any other strategy, the pool keeps one value in a
-//! fast slot that belongs to the first thread that used it (its *owner*),
-//! and the strategy holds the rest. This crate defines the [`Spill`] trait,
-//! the built-in strategies and the [`Reset`] hook that cleans a value before
-//! it is reused.
+//! A `mempool::Pool` keeps its idle values in slots and in its *spill*: a
+//! strategy that decides where the other idle values wait and how many are
+//! kept. The first thread to use a pool has two slots inside it; with
+//! [`PerThread`] (the default), every other thread has two of its own, a
+//! *pocket* ([`Spill::pockets`]); with any other strategy, every other
+//! thread takes from and gives back to the strategy. This crate defines the
+//! [`Spill`] trait, the built-in strategies and the [`Reset`] hook that
+//! cleans a value before it is reused.
 //!
 //! | strategy | keeps | cost of a pop or push | pick it when |
 //! |---|---|---|---|
-//! | [`PerThread`] | two values per thread in a pocket of its own, the rest in a shared overflow | plain loads and stores on the thread's own cache line | the default: fastest on one thread and on many; memory follows values in use at once |
+//! | [`PerThread`] | the rest of the values, in a shared overflow, behind a pocket of two values for every thread | a pocket: plain loads and stores on the thread's own cache line | the default: fastest on one thread and on many; memory follows values in use at once |
 //! | [`Mutex`] | every value returned | an uncontended lock on a per-thread shard | threads hold many values at once |
 //! | [`LockFree`] | every value returned | one lock-free queue operation, shared by all threads | no thread may ever wait on a lock |
 //! | [`Bounded`] | at most `n` values | one ring-buffer operation, shared by all threads | memory must have a hard ceiling |
-//! | [`None`] | nothing | nothing | only the owner thread should reuse values |
+//! | [`None`] | nothing | nothing | only the pool's first thread should reuse values |
 //!
 //! ```
 //! use mempool_policies::{Bounded, Spill};
@@ -33,6 +33,21 @@
 
 #[cfg(all(loom, not(feature = "loom")))]
 compile_error!("the loom models need `--features mempool-policies/loom` beside `--cfg loom`");
+
+/// `const fn` normally, a plain `fn` under `--cfg loom`, whose atomics
+/// cannot be made in a constant. Not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! const_unless_loom {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident $($rest:tt)*) => {
+        #[cfg(not(loom))]
+        $(#[$attr])*
+        $vis const fn $name $($rest)*
+        #[cfg(loom)]
+        $(#[$attr])*
+        $vis fn $name $($rest)*
+    };
+}
 
 #[doc(hidden)]
 pub mod barrier;

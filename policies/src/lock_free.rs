@@ -24,15 +24,17 @@ pub struct LockFree<T> {
 }
 
 impl<T> LockFree<T> {
-    /// An empty spill.
-    ///
-    /// ```
-    /// let spill = mempool_policies::LockFree::<String>::new();
-    /// assert!(mempool_policies::Spill::is_empty(&spill));
-    /// ```
-    pub fn new() -> Self {
-        LockFree {
-            queue: LazyQueue::new(),
+    crate::const_unless_loom! {
+        /// An empty spill.
+        ///
+        /// ```
+        /// let spill = mempool_policies::LockFree::<String>::new();
+        /// assert!(mempool_policies::Spill::is_empty(&spill));
+        /// ```
+        pub fn new() -> Self {
+            LockFree {
+                queue: LazyQueue::new(),
+            }
         }
     }
 }

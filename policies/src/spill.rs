@@ -1,15 +1,14 @@
-use crate::PerThread;
-
-/// Where a pool keeps the idle values that are not in its owner slots.
+/// Where a pool keeps the idle values that are not in its slots.
 ///
-/// A pool calls [`pop`](Spill::pop) when a thread needs a value and the owner
-/// slots cannot serve it, and [`push`](Spill::push) when such a value comes back
-/// (already reset). Values travel boxed, so moving one in or out of a spill is
-/// a pointer copy whatever the size of `T`.
+/// A pool calls [`pop`](Spill::pop) when a thread needs a value and its slots
+/// cannot serve it, and [`push`](Spill::push) when a value comes back
+/// (already reset) that no slot of the returning thread will take. Values
+/// travel boxed, so moving one in or out of a spill is a
+/// pointer copy whatever the size of `T`.
 ///
-/// [`PerThread`] is the one strategy the pool knows more of (through a hidden
-/// method): its pockets serve every thread as the owner slots serve the
-/// owner, and their values go to and from guards without `pop` and `push`.
+/// The pool's first thread always has two slots inside the pool. Whether
+/// every other thread has two slots of its own too, a *pocket*, is the
+/// strategy's choice: [`pockets`](Spill::pockets).
 ///
 /// # Contract
 ///
@@ -41,7 +40,7 @@ use crate::PerThread;
 /// A spill that keeps at most one value, behind a lock:
 ///
 /// ```
-/// use mempool_policies::Spill;
+/// use mempool_policies::{Spill};
 /// use std::sync::Mutex;
 ///
 /// #[derive(Debug, Default)]
@@ -104,6 +103,31 @@ pub trait Spill<T> {
         Option::None
     }
 
+    /// Whether the pool gives every thread a *pocket* in front of this
+    /// spill: two slots on a cache line of the thread's own, which it takes
+    /// and refills with plain loads and stores, as the pool's first thread
+    /// does its two slots inside the pool. Other threads reach a pocket's
+    /// idle values through an asymmetric barrier (to reuse them, `trim`,
+    /// `decay`), so they are never stranded; and a thread that exits leaves
+    /// its pocket, values and all, to a thread that starts later.
+    ///
+    /// The provided answer is `false`: every thread but the first gets its
+    /// values from `pop` and gives them back through `push`, which is what
+    /// a strategy with a ceiling (a pocket's values are outside the spill's
+    /// count) or one that wants every idle value in one place needs.
+    /// [`PerThread`](crate::PerThread) says `true`. The answer must not
+    /// change over the spill's life.
+    ///
+    /// ```
+    /// use mempool_policies::{LockFree, PerThread, Spill};
+    ///
+    /// assert!(Spill::<u8>::pockets(&PerThread::<u8>::new()));
+    /// assert!(!Spill::<u8>::pockets(&LockFree::<u8>::new()));
+    /// ```
+    fn pockets(&self) -> bool {
+        false
+    }
+
     /// Takes out every idle value the spill holds now, for the caller to
     /// drop. The provided version pops at most [`len`](Spill::len) values, so
     /// it ends even while other threads keep pushing.
@@ -130,16 +154,6 @@ pub trait Spill<T> {
         let n = values.len();
         drop(values);
         n
-    }
-
-    /// The [`PerThread`] strategy this spill is or wraps, if any: a pool
-    /// with one gives every thread a fast path through its pockets, instead
-    /// of the owner thread alone. Not part of the API (the provided `None` is
-    /// right for any other strategy).
-    #[doc(hidden)]
-    #[inline(always)]
-    fn as_per_thread(&self) -> Option<&PerThread<T>> {
-        Option::None
     }
 }
 
@@ -184,8 +198,7 @@ impl<T, S: Spill<T> + ?Sized> Spill<T> for Box<S> {
         (**self).trim()
     }
 
-    #[inline]
-    fn as_per_thread(&self) -> Option<&PerThread<T>> {
-        (**self).as_per_thread()
+    fn pockets(&self) -> bool {
+        (**self).pockets()
     }
 }

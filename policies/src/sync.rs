@@ -113,30 +113,47 @@ mod model {
     const THREADS: usize = 8;
 
     /// `ThreadSlots`' API, one slot per thread number (which starts again
-    /// from 1 in each loom execution).
+    /// from 1 in each loom execution). A slot is "made" the first time its
+    /// thread asks through `get` or `get_hot`, as the real one makes it, so
+    /// that `hot` finds only slots a thread asked for; the flags are std
+    /// atomics, which loom (one OS thread) does not explore.
     #[derive(Debug)]
     pub struct ThreadSlots<T> {
         slots: Box<[T]>,
+        made: Box<[std::sync::atomic::AtomicBool]>,
     }
 
     impl<T: Default> ThreadSlots<T> {
         pub fn new() -> Self {
             ThreadSlots {
                 slots: (0..THREADS).map(|_| T::default()).collect(),
+                made: (0..THREADS)
+                    .map(|_| std::sync::atomic::AtomicBool::new(false))
+                    .collect(),
             }
         }
-        pub fn get(&self) -> Option<&T> {
+        fn mine() -> usize {
             let id = crate::thread_id::current();
             assert!(
                 id < THREADS,
                 "loom models use at most {} threads",
                 THREADS - 1
             );
+            id
+        }
+        pub fn get(&self) -> Option<&T> {
+            let id = Self::mine();
+            self.made[id].store(true, std::sync::atomic::Ordering::Relaxed);
             Some(&self.slots[id])
         }
         /// The real one caches the slot per thread; the slot is the same.
         pub fn get_hot(&self) -> Option<&T> {
             self.get()
+        }
+        pub fn hot(&self) -> Option<&T> {
+            let id = crate::thread_id::cached();
+            (id < THREADS && self.made[id].load(std::sync::atomic::Ordering::Relaxed))
+                .then(|| &self.slots[id])
         }
     }
 
@@ -147,11 +164,19 @@ mod model {
     }
 
     impl<T> ThreadSlots<T> {
-        pub fn iter(&self) -> std::slice::Iter<'_, T> {
-            self.slots.iter()
+        pub fn iter(&self) -> impl Iterator<Item = &T> {
+            self.slots
+                .iter()
+                .zip(self.made.iter())
+                .filter(|(_, made)| made.load(std::sync::atomic::Ordering::Relaxed))
+                .map(|(slot, _)| slot)
         }
-        pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
-            self.slots.iter_mut()
+        pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+            self.slots
+                .iter_mut()
+                .zip(self.made.iter())
+                .filter(|(_, made)| made.load(std::sync::atomic::Ordering::Relaxed))
+                .map(|(slot, _)| slot)
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Per-thread storage that never panics, even while the thread's
 //! thread-locals are being destroyed.
 //!
-//! A pool keeps per-thread state (a strategy's pockets, the stats layer's
+//! A pool keeps per-thread state (every thread's pocket, the stats layer's
 //! counters) and may be used at any point of a thread's exit: a guard kept in
 //! a `thread_local!` is returned by that thread-local's destructor, and
 //! nothing orders that destructor against anybody else's. The `thread_local`
@@ -17,10 +17,12 @@
 //! Each thread that asks gets a small *index*, the lowest one free, and gives
 //! it back when it exits (through a thread-local whose destructor frees it),
 //! so indices stay dense: they count the threads alive at once, not every
-//! thread that ever ran. A `ThreadSlots<T>` keeps one `T` per index, in
-//! buckets of doubling size made on first use, so an index maps to its slot
-//! without a lock. A later thread that receives a freed index inherits the
-//! slot of the thread that had it, contents and all.
+//! thread that ever ran. A `ThreadSlots<T>` keeps one `T` per index, each
+//! boxed on its own the first time its index's thread asks (so a value costs
+//! memory only for threads that used it), behind buckets of pointers of
+//! doubling size, so an index maps to its slot without a lock. A later
+//! thread that receives a freed index inherits the slot of the thread that
+//! had it, contents and all.
 //!
 //! The index lives in a `const` thread-local with no destructor, which can be
 //! read at any time, even during thread exit. A second thread-local,
@@ -32,127 +34,208 @@
 //! # The per-thread cache
 //!
 //! Finding a slot from the index costs a dozen instructions (bucket
-//! arithmetic, the bucket's `OnceLock`, a bounds check), paid twice per get
-//! and return on a hot path that is a few dozen instructions long. So each
-//! thread keeps a small direct-mapped cache, in a `const` thread-local with no
-//! destructor: for a few `ThreadSlots` it used last, the `ThreadSlots`' id and
-//! a pointer to this thread's slot in it. A hit is two thread-local loads and
-//! a compare. Ids come from a global counter and are never reused, so a
-//! matching id means the `ThreadSlots` is `self`, alive, and its buckets
-//! (which never move or shrink while it lives) still hold the slot. The
-//! cache is emptied when the thread gives its index back, before any other
-//! thread can receive that index. This is the module's one `unsafe` block.
+//! arithmetic, two dependent loads), too many for a hot path a few dozen
+//! instructions long. So each thread keeps a small direct-mapped cache, in a
+//! `const` thread-local with no destructor: for a few `ThreadSlots` it used
+//! last, the `ThreadSlots`' id and a pointer to this thread's slot in it, and
+//! one more entry, the *hot* one, for the `ThreadSlots` a pool's get path
+//! reads first (its pockets). A hit is two thread-local loads and a compare.
+//! Ids are given out lazily (a `ThreadSlots` is made by a `const fn`) from a
+//! global counter, are never reused, and none matches an empty entry; so a
+//! matching id means the `ThreadSlots` is `self`, alive, and its slots (which
+//! never move or shrink while it lives) still hold this thread's. The cache
+//! is emptied when the thread gives its index back, before any other thread
+//! can receive that index.
+//!
+//! This module's `unsafe` blocks: reading through a cached pointer (the
+//! argument above), and freeing the buckets and slots it made.
 
 use std::cell::Cell;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::fmt;
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Slots in the first bucket; bucket `k` holds `FIRST << k`.
 const FIRST: usize = 8;
 /// Buckets: room for `FIRST * (2^BUCKETS - 1)` threads alive at once (about
 /// half a million). A thread beyond that gets no slot and uses the shared
-/// path, which works, only slower. Each bucket costs 24 bytes before use.
+/// path, which works, only slower.
 const BUCKETS: usize = 16;
+/// The id of a `ThreadSlots` that no thread has asked for a slot yet.
+const NO_ID: usize = usize::MAX;
 
-/// One `T` per thread alive, made with `T::default()` when its bucket is
-/// first needed.
+/// One `T` per thread alive, made with `T::default()` the first time that
+/// thread asks.
 pub struct ThreadSlots<T> {
-    /// Unique in the process, never 0: the per-thread cache's tag.
-    id: usize,
-    buckets: [OnceLock<Box<[T]>>; BUCKETS],
+    /// Unique in the process once given (from 1, lazily), `NO_ID` before:
+    /// the per-thread cache's tag.
+    id: AtomicUsize,
+    /// Bucket `k`: `FIRST << k` pointers to slots, each null until its
+    /// index's thread asks; the bucket itself null until first needed.
+    buckets: [AtomicPtr<AtomicPtr<T>>; BUCKETS],
 }
 
+// SAFETY: a `ThreadSlots` hands each thread a `&T` (so `T: Sync` for it to be
+// shared) and drops every `T` on whichever thread drops it (`T: Send`); its
+// own fields are atomics and pointers to memory it owns.
+unsafe impl<T: Send + Sync> Sync for ThreadSlots<T> {}
+// SAFETY: as above: moving it moves the `T`s it owns.
+unsafe impl<T: Send> Send for ThreadSlots<T> {}
+
 impl<T> ThreadSlots<T> {
-    /// No slots yet: buckets are made on first use.
-    pub fn new() -> Self {
-        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+    /// A null bucket pointer, for the array's initialiser: each use is a
+    /// fresh value (an inline `const` block would say so, but needs Rust
+    /// 1.79).
+    #[allow(clippy::declare_interior_mutable_const)]
+    const NO_BUCKET: AtomicPtr<AtomicPtr<T>> = AtomicPtr::new(ptr::null_mut());
+
+    /// No slots yet: buckets and slots are made on first use.
+    pub const fn new() -> Self {
         ThreadSlots {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            buckets: [const { OnceLock::new() }; BUCKETS],
+            id: AtomicUsize::new(NO_ID),
+            buckets: [Self::NO_BUCKET; BUCKETS],
         }
     }
 
+    /// This `ThreadSlots`' id for the cache, given out on first use.
+    #[cold]
+    fn id(&self) -> usize {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+        let id = self.id.load(Ordering::Relaxed);
+        if id != NO_ID {
+            return id;
+        }
+        let new = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        match self
+            .id
+            .compare_exchange(NO_ID, new, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => new,
+            Err(won) => won,
+        }
+    }
+
+    /// The pointers of bucket `k`, if it was made.
+    fn bucket(&self, k: usize) -> Option<&[AtomicPtr<T>]> {
+        let bucket = self.buckets[k].load(Ordering::Acquire);
+        // SAFETY: a non-null bucket pointer is the start of a boxed slice of
+        // `FIRST << k` pointers that `make_bucket` published with Release
+        // and that lives as long as `self`.
+        (!bucket.is_null()).then(|| unsafe { std::slice::from_raw_parts(bucket, FIRST << k) })
+    }
+
     /// Every slot made so far, of live threads, exited ones and indices not
-    /// handed out yet alike (all of them are `T::default()` until used).
+    /// handed out yet alike.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
-        self.buckets
-            .iter()
-            .filter_map(OnceLock::get)
-            .flat_map(|bucket| bucket.iter())
+        (0..BUCKETS)
+            .filter_map(move |k| self.bucket(k))
+            .flatten()
+            .filter_map(|slot| {
+                let slot = slot.load(Ordering::Acquire);
+                // SAFETY: a non-null slot pointer is a box that its index's
+                // thread published with Release and that lives as long as
+                // `self`.
+                (!slot.is_null()).then(|| unsafe { &*slot })
+            })
     }
 
     /// Every slot made so far, for an owner with exclusive access.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.buckets
-            .iter_mut()
-            .filter_map(OnceLock::get_mut)
-            .flat_map(|bucket| bucket.iter_mut())
+        let all: Vec<*mut T> = self.iter().map(|slot| slot as *const T as *mut T).collect();
+        // SAFETY: `&mut self` is exclusive, and every pointer is a distinct
+        // live box this `ThreadSlots` owns.
+        all.into_iter().map(|slot| unsafe { &mut *slot })
     }
 }
 
 impl<T: Default> ThreadSlots<T> {
-    /// The calling thread's slot, or `None` if the thread has no index: it is
-    /// exiting and has given its index back, or (beyond about half a million
-    /// threads alive at once) there is no room.
+    /// The calling thread's slot, made if needed, or `None` if the thread
+    /// has no index: it is exiting and has given its index back, or (beyond
+    /// about half a million threads alive at once) there is no room.
     #[inline(always)]
     pub fn get(&self) -> Option<&T> {
-        if let Some(slot) = cache::lookup(self.id) {
+        if let Some(slot) = cache::lookup(self.id.load(Ordering::Relaxed)) {
             // SAFETY: the cache entry was written by `get_slow` on this
             // thread for the ThreadSlots with this id, which is `self` (ids
-            // are never reused), and it points to this thread's slot in one
-            // of `self`'s buckets; buckets are never freed or moved while
-            // `self` lives, and the entry is cleared before this thread's
-            // index can pass to another thread. So the pointer is valid for
-            // as long as `&self`, and the slot is this thread's.
+            // are never reused and never match an empty entry), and it points
+            // to this thread's slot, a box that lives as long as `self`; the
+            // entry is cleared before this thread's index can pass to another
+            // thread. So the pointer is valid for as long as `&self`, and the
+            // slot is this thread's.
             return Some(unsafe { slot.cast::<T>().as_ref() });
         }
         self.get_slow()
     }
 
-    /// Like [`get`](ThreadSlots::get), for the one `ThreadSlots` a thread
-    /// uses most (a pool's pockets): it keeps a cache entry of its own, the
-    /// *hot* entry, checked first, so a hit costs a thread-local load, a
-    /// compare and a second load, without the index arithmetic of the
-    /// four-way cache. Each thread has one hot entry: two `ThreadSlots` used
-    /// by turns with `get_hot` take it from each other, and each miss costs a
-    /// `get` and two stores.
+    /// The calling thread's slot if it is in the thread's *hot* entry: a
+    /// thread-local load and a compare, for the one `ThreadSlots` a pool's
+    /// get reads first. `None` does not mean there is none:
+    /// [`get_hot`](ThreadSlots::get_hot) finds it and makes it hot.
     #[inline(always)]
+    pub fn hot(&self) -> Option<&T> {
+        let slot = cache::hot(self.id.load(Ordering::Relaxed))?;
+        // SAFETY: as in `get`: the hot entry obeys the same rules as the
+        // four-way entries (written only with a slot `get` returned to this
+        // thread, cleared with them).
+        Some(unsafe { slot.cast::<T>().as_ref() })
+    }
+
+    /// Like [`get`](ThreadSlots::get), and puts the slot in the thread's hot
+    /// entry. Each thread has one hot entry: two `ThreadSlots` used by turns
+    /// take it from each other.
+    #[cold]
     pub fn get_hot(&self) -> Option<&T> {
-        if let Some(slot) = cache::hot(self.id) {
-            // SAFETY: as in `get`: the hot entry obeys the same rules as the
-            // four-way entries (written only with a slot `get` returned to
-            // this thread, cleared with them).
-            return Some(unsafe { slot.cast::<T>().as_ref() });
-        }
-        self.get_hot_slow()
+        let slot = self.get()?;
+        cache::store_hot(self.id(), NonNull::from(slot).cast());
+        Some(slot)
     }
 
     #[cold]
     #[inline(never)]
-    fn get_hot_slow(&self) -> Option<&T> {
-        let slot = self.get()?;
-        cache::store_hot(self.id, NonNull::from(slot).cast());
-        Some(slot)
-    }
-
-    #[inline(never)]
     fn get_slow(&self) -> Option<&T> {
         let slot = self.at(indices::current()?)?;
-        cache::store(self.id, NonNull::from(slot).cast());
+        cache::store(self.id(), NonNull::from(slot).cast());
         Some(slot)
     }
 
-    /// The slot of index `i`, made if its bucket is not there yet; `None` if
-    /// `i` is past the last bucket.
-    #[inline]
-    pub fn at(&self, i: usize) -> Option<&T> {
-        let (bucket, offset) = locate(i)?;
-        let slots = self.buckets[bucket].get_or_init(|| make_bucket(bucket));
-        Some(&slots[offset])
+    /// The slot of index `i`, made if needed; `None` if `i` is past the last
+    /// bucket. Only `i`'s thread may ask (it alone makes that slot).
+    fn at(&self, i: usize) -> Option<&T> {
+        let (k, offset) = locate(i)?;
+        let bucket = match self.bucket(k) {
+            Some(bucket) => bucket,
+            None => self.make_bucket(k),
+        };
+        let cell = &bucket[offset];
+        let mut slot = cell.load(Ordering::Acquire);
+        if slot.is_null() {
+            // Only index `i`'s thread makes this slot, so nobody races us.
+            slot = Box::into_raw(Box::default());
+            cell.store(slot, Ordering::Release);
+        }
+        // SAFETY: a box made above or published earlier, living as long as
+        // `self`.
+        Some(unsafe { &*slot })
+    }
+
+    /// Makes bucket `k`, or takes the one another thread made first.
+    #[cold]
+    fn make_bucket(&self, k: usize) -> &[AtomicPtr<T>] {
+        let made: Box<[AtomicPtr<T>]> = (0..FIRST << k)
+            .map(|_| AtomicPtr::new(ptr::null_mut()))
+            .collect();
+        let made = Box::into_raw(made) as *mut AtomicPtr<T>;
+        if let Err(_won) = self.buckets[k].compare_exchange(
+            ptr::null_mut(),
+            made,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: `made` is the box made above, never published.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(made, FIRST << k)) });
+        }
+        self.bucket(k).expect("bucket made")
     }
 }
 
@@ -168,14 +251,32 @@ fn locate(i: usize) -> Option<(usize, usize)> {
     Some((bucket, i - FIRST * ((1 << bucket) - 1)))
 }
 
-#[cold]
-fn make_bucket<T: Default>(bucket: usize) -> Box<[T]> {
-    (0..FIRST << bucket).map(|_| T::default()).collect()
-}
-
 impl<T> Default for ThreadSlots<T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl<T> Drop for ThreadSlots<T> {
+    fn drop(&mut self) {
+        for k in 0..BUCKETS {
+            let bucket = *self.buckets[k].get_mut();
+            if bucket.is_null() {
+                continue;
+            }
+            // SAFETY: a non-null bucket is the boxed slice `make_bucket`
+            // made, of `FIRST << k` pointers, owned by `self` alone now.
+            let bucket =
+                unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(bucket, FIRST << k)) };
+            for slot in bucket.iter() {
+                let slot = slot.load(Ordering::Relaxed);
+                if !slot.is_null() {
+                    // SAFETY: a non-null slot is the box `at` made, owned by
+                    // `self` alone now, freed once here.
+                    drop(unsafe { Box::from_raw(slot) });
+                }
+            }
+        }
     }
 }
 
@@ -198,12 +299,12 @@ mod indices {
     /// Indices in use are handed out lowest first, so they stay dense.
     struct Free {
         next: usize,
-        returned: BinaryHeap<Reverse<usize>>,
+        returned: Vec<usize>,
     }
 
     static FREE: Mutex<Free> = Mutex::new(Free {
         next: 0,
-        returned: BinaryHeap::new(),
+        returned: Vec::new(),
     });
 
     fn free_list() -> std::sync::MutexGuard<'static, Free> {
@@ -227,7 +328,7 @@ mod indices {
             super::cache::clear();
             let i = INDEX.with(|cell| cell.replace(GONE));
             if i < GONE {
-                free_list().returned.push(Reverse(i));
+                free_list().returned.push(i);
             }
         }
     }
@@ -254,8 +355,9 @@ mod indices {
         RELEASE.try_with(|_| ()).ok()?;
         let i = {
             let mut free = free_list();
-            match free.returned.pop() {
-                Some(Reverse(i)) => i,
+            let lowest = (0..free.returned.len()).min_by_key(|&at| free.returned[at]);
+            match lowest {
+                Some(at) => free.returned.swap_remove(at),
                 None => {
                     free.next += 1;
                     free.next - 1
@@ -265,12 +367,16 @@ mod indices {
         INDEX.with(|cell| cell.set(i));
         Some(i)
     }
+
+    #[cfg(test)]
+    pub(super) fn for_test() -> Option<usize> {
+        current()
+    }
 }
 
 /// The per-thread cache (see the module docs): `WAYS` entries of (id, slot),
 /// the entry for an id at `id % WAYS`, tags and slots in two arrays so that
-/// an entry's index scales by 8 in the address itself; and the hot entry of
-/// [`ThreadSlots::get_hot`].
+/// an entry's index scales by 8 in the address itself; and the hot entry.
 mod cache {
     use std::cell::Cell;
     use std::ptr::NonNull;
@@ -286,14 +392,21 @@ mod cache {
         hot_slot: Cell<NonNull<()>>,
     }
 
+    // Initialisers of the arrays below: each use is a fresh value (an
+    // inline `const` block would say so, but needs Rust 1.79).
+    #[allow(clippy::declare_interior_mutable_const)]
+    const NO_TAG: Cell<usize> = Cell::new(0);
+    #[allow(clippy::declare_interior_mutable_const)]
+    const NO_SLOT: Cell<NonNull<()>> = Cell::new(NonNull::dangling());
+
     thread_local! {
         /// No destructor: readable at any point of the thread's life.
         static ENTRIES: Entries = const {
             Entries {
-                tags: [const { Cell::new(0) }; WAYS],
-                slots: [const { Cell::new(NonNull::dangling()) }; WAYS],
-                hot_tag: Cell::new(0),
-                hot_slot: Cell::new(NonNull::dangling()),
+                tags: [NO_TAG; WAYS],
+                slots: [NO_SLOT; WAYS],
+                hot_tag: NO_TAG,
+                hot_slot: NO_SLOT,
             }
         };
     }
@@ -367,31 +480,36 @@ mod tests {
     /// and each still finds this thread's own slot, the one `get` finds.
     #[test]
     fn hot_and_four_way_entries_agree() {
-        use std::sync::atomic::AtomicUsize;
         let a = ThreadSlots::<AtomicUsize>::new();
         let b = ThreadSlots::<AtomicUsize>::new();
+        assert!(a.hot().is_none(), "no id yet: no entry matches");
         for round in 0..10 {
             for (slots, n) in [(&a, 1), (&b, 2)] {
-                let hot = slots.get_hot().unwrap();
+                let hot = match slots.hot() {
+                    Some(hot) => hot,
+                    None => slots.get_hot().unwrap(),
+                };
                 assert!(std::ptr::eq(hot, slots.get().unwrap()));
                 assert_eq!(hot.load(Ordering::Relaxed), if round == 0 { 0 } else { n });
                 hot.store(n, Ordering::Relaxed);
             }
         }
         // Another thread, while this one lives, has a slot of its own.
-        let mine = a.get_hot().unwrap() as *const AtomicUsize as usize;
+        let mine = a.get().unwrap() as *const AtomicUsize as usize;
         std::thread::scope(|s| {
             s.spawn(|| {
+                assert!(a.hot().is_none(), "another thread's hot entry is its own");
                 let other = a.get_hot().unwrap();
                 assert_ne!(other as *const AtomicUsize as usize, mine);
-                assert!(std::ptr::eq(other, a.get().unwrap()));
+                assert!(std::ptr::eq(other, a.hot().unwrap()));
             });
         });
+        assert_eq!(a.iter().count(), 2, "a slot for each thread that asked");
     }
 
     #[test]
     fn an_exited_threads_index_goes_to_a_later_thread() {
-        let first = std::thread::spawn(indices::current)
+        let first = std::thread::spawn(indices::for_test)
             .join()
             .unwrap()
             .unwrap();
@@ -401,9 +519,9 @@ mod tests {
         // been taken when `first` was given), so keep looking for a while.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let reused =
-            std::iter::repeat_with(|| std::thread::spawn(indices::current).join().unwrap())
+            std::iter::repeat_with(|| std::thread::spawn(indices::for_test).join().unwrap())
                 .take_while(|_| std::time::Instant::now() < deadline)
-                .any(|i| i.is_some_and(|i| i <= first));
+                .any(|i| matches!(i, Some(i) if i <= first));
         assert!(reused, "no later thread got index {first} or a lower one");
     }
 }
