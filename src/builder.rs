@@ -212,7 +212,7 @@ where
     R: Reset<T>,
     S: Spill<T>,
     M: StatsLayer,
-    K: RetainHook<T>,
+    K: RetainHook<T, R>,
 {
     /// The pool.
     ///
@@ -224,7 +224,7 @@ where
     /// let pool = mempool::Pool::builder().create(|| 0u8).build();
     /// assert_eq!(*pool.get(), 0);
     /// ```
-    pub fn build(self) -> Pool<T, C, K::With<R>, S, M> {
+    pub fn build(self) -> Pool<T, C, K::With, S, M> {
         let reset = self.retain.with(self.reset);
         let pool = Pool::from_parts(self.create, reset, self.spill, self.stats);
         pool.prefill(self.prefill);
@@ -238,8 +238,8 @@ where
     R: Reset<T>,
     S: Spill<T>,
     M: StatsLayer,
-    K: RetainHook<T>,
-    K::With<R>: Send + Sync + UnwindSafe + RefUnwindSafe + 'static,
+    K: RetainHook<T, R>,
+    K::With: Send + Sync + UnwindSafe + RefUnwindSafe + 'static,
 {
     /// The pool, with its hooks boxed, so that its type can be written down
     /// (a struct field, a `static`) whatever closures it was built from:

@@ -101,6 +101,10 @@
 //! - `prometheus`: the `prometheus` module, whose `PoolCollector` exports
 //!   pools' stats to a `prometheus-client` registry, read at scrape time.
 #![deny(missing_docs)]
+// Every unsafe operation in a block of its own, with its `// SAFETY:`
+// proof, in unsafe fns too (a crate attribute, not a `[lints]` entry, so
+// that the old compiler `.ci/msrv` builds with applies it as well).
+#![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 // docs.rs builds with `--cfg docsrs` on nightly, where `doc_cfg` marks the
 // items that need a feature.

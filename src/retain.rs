@@ -61,34 +61,34 @@ impl<R: fmt::Debug, F> fmt::Debug for Retaining<R, F> {
 }
 
 /// What the builder holds for `retain`: [`RetainAll`] until it is set, then
-/// the predicate. `build` folds it into the reset hook's type.
+/// the predicate. `build` folds it into the reset hook `R`'s type.
 ///
 /// ```
 /// use mempool::{NoReset, RetainAll, RetainHook};
 ///
 /// // Without a predicate, the reset hook stays as it is.
-/// let _: NoReset = <RetainAll as RetainHook<String>>::with(RetainAll, NoReset);
+/// let _: NoReset = <RetainAll as RetainHook<String, NoReset>>::with(RetainAll, NoReset);
 /// ```
-pub trait RetainHook<T> {
+pub trait RetainHook<T, R: Reset<T>> {
     /// The reset hook a pool gets when this is combined with `R`.
-    type With<R: Reset<T>>: Reset<T>;
+    type With: Reset<T>;
 
     /// Combines with the reset hook `reset`.
-    fn with<R: Reset<T>>(self, reset: R) -> Self::With<R>;
+    fn with(self, reset: R) -> Self::With;
 }
 
-impl<T> RetainHook<T> for RetainAll {
-    type With<R: Reset<T>> = R;
+impl<T, R: Reset<T>> RetainHook<T, R> for RetainAll {
+    type With = R;
 
-    fn with<R: Reset<T>>(self, reset: R) -> R {
+    fn with(self, reset: R) -> R {
         reset
     }
 }
 
-impl<T, F: Fn(&T) -> bool> RetainHook<T> for F {
-    type With<R: Reset<T>> = Retaining<R, F>;
+impl<T, R: Reset<T>, F: Fn(&T) -> bool> RetainHook<T, R> for F {
+    type With = Retaining<R, F>;
 
-    fn with<R: Reset<T>>(self, reset: R) -> Retaining<R, F> {
+    fn with(self, reset: R) -> Retaining<R, F> {
         Retaining {
             reset,
             retain: self,

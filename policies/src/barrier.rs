@@ -103,7 +103,7 @@ pub fn uses_membarrier() -> bool {
 
 #[cfg(all(target_os = "linux", not(loom)))]
 mod membarrier {
-    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU8, Ordering};
 
     const CMD_QUERY: libc::c_int = 0;
     const CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
@@ -124,19 +124,39 @@ mod membarrier {
         }
     }
 
+    /// Not asked yet; then `YES` or `NO`.
+    const UNKNOWN: u8 = 0;
+    const YES: u8 = 1;
+    const NO: u8 = 2;
+
     /// Registers the process once; false where the kernel lacks the command,
     /// refuses it, or the user forced the fallback.
     pub(super) fn available() -> bool {
-        static AVAILABLE: OnceLock<bool> = OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            if std::env::var_os("MEMPOOL_BARRIER").is_some_and(|v| v == "fence") {
-                return false;
-            }
+        static AVAILABLE: AtomicU8 = AtomicU8::new(UNKNOWN);
+        match AVAILABLE.load(Ordering::Acquire) {
+            YES => true,
+            NO => false,
+            _ => decide(&AVAILABLE),
+        }
+    }
+
+    /// The first caller's answer, for every caller: two threads that both
+    /// find `UNKNOWN` both ask (registering twice is harmless, and the
+    /// environment is the same), and the first answer stored is kept.
+    #[cold]
+    fn decide(available: &AtomicU8) -> bool {
+        let forced = std::env::var_os("MEMPOOL_BARRIER").map_or(false, |v| v == "fence");
+        let yes = !forced && {
             let supported = membarrier(CMD_QUERY);
             supported >= 0
                 && supported & libc::c_long::from(CMD_PRIVATE_EXPEDITED) != 0
                 && membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
-        })
+        };
+        let answer = if yes { YES } else { NO };
+        match available.compare_exchange(UNKNOWN, answer, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => yes,
+            Err(first) => first == YES,
+        }
     }
 
     /// Issues the heavy barrier; false if this process runs the fallback.
@@ -177,7 +197,7 @@ mod tests {
         assert_eq!(initial_word() == 0, first);
         heavy();
         assert_eq!(uses_membarrier(), first);
-        let forced = std::env::var_os("MEMPOOL_BARRIER").is_some_and(|v| v == "fence");
+        let forced = std::env::var_os("MEMPOOL_BARRIER").map_or(false, |v| v == "fence");
         if forced || !cfg!(target_os = "linux") {
             assert!(!first, "the fallback was asked for");
         }

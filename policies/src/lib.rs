@@ -28,6 +28,10 @@
 //!
 //! [`mempool`]: https://docs.rs/mempool
 #![deny(missing_docs)]
+// Every unsafe operation in a block of its own, with its `// SAFETY:`
+// proof, in unsafe fns too (a crate attribute, not a `[lints]` entry, so
+// that the old compiler `.ci/msrv` builds with applies it as well).
+#![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_debug_implementations)]
 

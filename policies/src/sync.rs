@@ -1,5 +1,6 @@
 //! The synchronization primitives the pool is built from, behind one facade:
-//! `std`, `parking_lot`, `crossbeam-queue` and our `ThreadSlots` normally, and
+//! `std` (or `parking_lot`'s lock, with that feature), `crossbeam-queue` and
+//! our `ThreadSlots` normally, and
 //! under `--cfg loom` stand-ins built on loom's models, so that the loom
 //! tests explore the same pool and strategy code that ships.
 //!
@@ -21,10 +22,44 @@ pub use crate::barrier;
 mod real {
     pub use crate::thread_slots::ThreadSlots;
     pub use crossbeam_queue::{ArrayQueue, SegQueue};
+    #[cfg(feature = "parking_lot")]
     pub use parking_lot::{Mutex, MutexGuard};
+    #[cfg(not(feature = "parking_lot"))]
+    pub use super::std_lock::{Mutex, MutexGuard};
     pub use std::sync::atomic::{
         compiler_fence, fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering,
     };
+}
+
+/// `parking_lot::Mutex`'s API over std's lock (a futex since Rust 1.62):
+/// poisoning ignored, since nothing a strategy does under its lock can
+/// panic halfway (a `Vec`'s push or pop either happens or does not).
+#[cfg(all(not(loom), not(feature = "parking_lot")))]
+mod std_lock {
+    use std::sync::{PoisonError, TryLockError};
+
+    #[derive(Debug, Default)]
+    pub struct Mutex<T>(std::sync::Mutex<T>);
+
+    pub type MutexGuard<'a, T> = std::sync::MutexGuard<'a, T>;
+
+    impl<T> Mutex<T> {
+        pub const fn new(value: T) -> Self {
+            Mutex(std::sync::Mutex::new(value))
+        }
+        #[inline]
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+        #[inline]
+        pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            match self.0.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
+        }
+    }
 }
 
 #[cfg(loom)]
