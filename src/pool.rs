@@ -247,7 +247,7 @@ where
                 return Some(mine.first_lent());
             }
         }
-        let pockets = self.spill.pockets();
+        let pockets = self.spill.pockets() && self.spill.ceiling().is_none();
         let mine = self.slots.find_mine(pockets);
         if let Some(lent) = mine.and_then(Mine::take) {
             self.stats.count(Event::SlotHit);
@@ -262,7 +262,7 @@ where
             .or_else(|| self.slots.claim())
             .or_else(|| self.slots.find_mine(pockets));
         Some(match mine {
-            Some(mine) => match mine.lend(value) {
+            Some(mine) => match mine.lend(value, self.slot_room()) {
                 Ok(lent) => lent,
                 Err(value) => Lent::boxed(value, self),
             },
@@ -343,44 +343,69 @@ where
         unsafe { discard(lent) };
     }
 
+    /// How many of a thread's slots may hold values: two, or the spill's
+    /// ceiling if that is smaller (see `Spill::ceiling`).
+    fn slot_room(&self) -> usize {
+        self.spill.ceiling().map_or(2, |ceiling| ceiling.min(2))
+    }
+
     /// A returned value that no slot lent (already reset): into an empty
-    /// slot of the returning thread's, else offered to the spill.
+    /// slot of the returning thread's, else offered to the spill, else
+    /// dropped.
     #[inline(never)]
     fn give_back_boxed(&self, value: Box<T>) {
         self.stats.count(Event::Return);
-        self.keep_idle(value);
+        if let Err(refused) = self.keep_idle(value) {
+            self.stats.count(Event::Discarded);
+            drop(refused);
+        }
     }
 
     /// Keeps an idle value: in an empty slot of the calling thread's (if the
-    /// thread has its slots at hand), else in the spill (dropped if it
-    /// refuses).
-    fn keep_idle(&self, value: Box<T>) {
+    /// thread has its slots at hand), else in the spill; hands it back if
+    /// the spill refuses it, or if keeping it would break a ceiling.
+    fn keep_idle(&self, value: Box<T>) -> Result<(), Box<T>> {
+        if !self.room_under_ceiling() {
+            return Err(value);
+        }
         let value = match self.slots.mine() {
-            Some(mine) => match mine.keep(value) {
-                Ok(()) => return,
+            Some(mine) => match mine.keep(value, self.slot_room()) {
+                Ok(()) => return Ok(()),
                 Err(value) => value,
             },
             None => value,
         };
-        self.offer(value);
-        // A spill with a ceiling (`Bounded`) keeps it across `decay`: while
-        // values are set aside, a kept one takes the place of one of them.
-        if self.spill.ceiling().is_some() {
-            if let Some(stale) = self.victims.pop() {
-                self.stats.count(Event::Decayed(1));
-                drop(stale);
-            }
-        }
+        // A spill written by a user may panic in `push`: then the value is
+        // gone, and counted as discarded.
+        let pushing = CountOnUnwind(&self.stats, Event::Discarded);
+        let pushed = self.spill.push(value);
+        std::mem::forget(pushing);
+        pushed?;
+        self.stats.count(Event::Spilled);
+        Ok(())
     }
 
-    /// Offers a reset value to the spill, dropping it if refused.
-    fn offer(&self, value: Box<T>) {
-        match self.spill.push(value) {
-            Ok(()) => self.stats.count(Event::Spilled),
-            Err(refused) => {
-                self.stats.count(Event::Discarded);
-                drop(refused);
+    /// Whether one more idle value fits under the spill's ceiling, if it has
+    /// one. The count includes the values lent from the first thread's
+    /// slots: each comes back to its slot with a store that checks nothing,
+    /// so its place is kept for it. When the pool is full, a value `decay`
+    /// set aside makes room: it is dropped (counted as decayed), and the new
+    /// value takes its place; below the ceiling, set-aside values stay until
+    /// the next `decay`.
+    fn room_under_ceiling(&self) -> bool {
+        let Some(ceiling) = self.spill.ceiling() else {
+            return true;
+        };
+        if self.idle() + self.slots.lent() < ceiling {
+            return true;
+        }
+        match self.victims.pop() {
+            Some(stale) => {
+                self.stats.count(Event::Decayed(1));
+                drop(stale);
+                true
             }
+            None => false,
         }
     }
 
@@ -399,39 +424,89 @@ where
 
     /// Hands a value to the pool, as if a guard holding it were dropped: it
     /// is reset, then kept in an empty slot of the calling thread's, else
-    /// offered to the spill (and dropped if refused).
+    /// offered to the spill. `Err` hands the value back (reset) if the pool
+    /// would not keep it: the `retain` hook refused it, or the spill is full
+    /// ([`Bounded`](crate::spill::Bounded)) or keeps nothing
+    /// ([`None`](crate::spill::None)). A `Result`, as crossbeam's
+    /// `ArrayQueue::push` returns, rather than a `bool`: the caller decides
+    /// what to do with a value the pool refused (shrink it and try again,
+    /// keep it, drop it). The stats count it as returned, and as rejected
+    /// or discarded, as a refused guard's value.
     ///
     /// # Panics
     ///
-    /// If `reset` panics; the value is dropped and the pool stays usable.
+    /// If `reset` (or `retain`) panics; the value is dropped and the pool
+    /// stays usable.
     ///
     /// ```
     /// let pool = mempool::Pool::builder().create(Vec::<u8>::new).reset(Vec::clear).build();
-    /// pool.put(vec![1, 2, 3]);
+    /// assert!(pool.put(vec![1, 2, 3]).is_ok());
     /// assert_eq!(pool.idle(), 1);
     /// let v = pool.get();
     /// assert!(v.is_empty() && v.capacity() >= 3); // reset, allocation kept
+    ///
+    /// // A ceiling of 3: the first thread's two slots (none yet: no get
+    /// // has come) and one in the spill.
+    /// let bounded = mempool::Pool::builder()
+    ///     .create(String::new)
+    ///     .spill(mempool::spill::Bounded::new(3))
+    ///     .build();
+    /// assert!(bounded.put(String::from("kept")).is_ok());
+    /// assert_eq!(bounded.put(String::from("refused")), Err(String::from("refused")));
     /// ```
-    pub fn put(&self, value: T) {
+    pub fn put(&self, value: T) -> Result<(), T> {
         self.stats.count(Event::Put);
-        self.give_back(Lent::boxed(Box::new(value), self));
+        let mut value = Box::new(value);
+        let resetting = CountOnUnwind(&self.stats, Event::Discarded);
+        let returning = CountOnUnwind(&self.stats, Event::Return);
+        let keep = self.reset.recycle(&mut value);
+        std::mem::forget((resetting, returning));
+        self.stats.count(Event::Return);
+        if !keep {
+            self.stats.count(Event::Rejected);
+            return Err(*value);
+        }
+        self.keep_idle(value).map_err(|refused| {
+            self.stats.count(Event::Discarded);
+            *refused
+        })
     }
 
-    /// Makes `n` values with `create` and keeps them as a returned value is
-    /// kept, so that the first gets find them ready: in empty slots of the
-    /// calling thread's (if it is the pool's first thread), else in the
-    /// spill. Values the spill refuses are dropped.
+    /// Makes up to `n` values with `create` and keeps them as a returned
+    /// value is kept, so that the first gets find them ready: in empty slots
+    /// of the calling thread's (if it is the pool's first thread), else in
+    /// the spill. Stops early once a spill with a ceiling is full (so
+    /// `create` runs no more than the pool can keep).
     ///
     /// ```
     /// let pool = mempool::Pool::new(Vec::<u8>::new);
     /// pool.prefill(3);
     /// assert_eq!(pool.idle(), 3);
+    ///
+    /// let bounded = mempool::Pool::builder()
+    ///     .create(Vec::<u8>::new)
+    ///     .spill(mempool::spill::Bounded::new(4))
+    ///     .build();
+    /// bounded.prefill(10);
+    /// assert_eq!(bounded.idle(), 2); // the spill's share: no thread has its slots yet
+    /// drop(bounded.get()); // this thread is the first: its slots join in
+    /// bounded.prefill(10);
+    /// assert_eq!(bounded.idle(), 4);
     /// ```
     pub fn prefill(&self, n: usize) {
         for _ in 0..n {
+            if let Some(ceiling) = self.spill.ceiling() {
+                if self.idle() + self.slots.lent() >= ceiling {
+                    return;
+                }
+            }
             let value = self.create_boxed();
             self.stats.count(Event::Prefill);
-            self.keep_idle(value);
+            if let Err(refused) = self.keep_idle(value) {
+                self.stats.count(Event::Discarded);
+                drop(refused);
+                return;
+            }
         }
     }
 
@@ -524,9 +599,11 @@ where
     /// ```
     pub fn decay(&self) -> usize {
         // Take both batches out first; drop after: a value's `Drop` may use
-        // this pool, and a panicking one must not keep the others alive.
-        let stale = self.victims.drain();
+        // this pool, and a panicking one must not keep the others alive. The
+        // spill's first: a user's strategy may panic in `drain`, and then
+        // nothing the pool took out itself is lost uncounted.
         let mut idle = self.spill.drain();
+        let stale = self.victims.drain();
         self.slots.steal_all(&mut idle);
         for value in idle {
             // An unbounded queue: never refuses.
@@ -558,7 +635,7 @@ where
     ///     .create(String::new)
     ///     .spill(mempool::spill::Bounded::new(4))
     ///     .build();
-    /// assert_eq!(pool.spill().capacity(), 4);
+    /// assert_eq!(pool.spill().capacity(), 2); // the first thread's slots keep two
     /// ```
     pub fn spill(&self) -> &S {
         &self.spill
@@ -590,6 +667,16 @@ unsafe fn discard<T>(lent: Lent<T>) {
             (*slot).vacate();
         }
         drop(Box::from_raw(lent.value.as_ptr()));
+    }
+}
+
+/// Counts `event` if a panic unwinds through it (forgotten otherwise).
+struct CountOnUnwind<'a, M: StatsLayer>(&'a M, Event);
+
+impl<M: StatsLayer> Drop for CountOnUnwind<'_, M> {
+    #[cold]
+    fn drop(&mut self) {
+        self.0.count(self.1);
     }
 }
 

@@ -173,11 +173,11 @@ impl<'a, T> Mine<'a, T> {
         })
     }
 
-    /// Puts `value` in an empty slot and lends it; gives it back if no slot
-    /// will have it.
-    pub(crate) fn lend(self, value: Box<T>) -> Result<Lent<T>, Box<T>> {
+    /// Puts `value` in an empty one of the first `slots` slots and lends
+    /// it; gives it back if none will have it.
+    pub(crate) fn lend(self, value: Box<T>, slots: usize) -> Result<Lent<T>, Box<T>> {
         let mut value = value;
-        for slot in self.pocket.slots() {
+        for slot in self.pocket.slots().iter().take(slots) {
             // SAFETY: as in `take`.
             match unsafe { slot.lend(value) } {
                 Ok(value) => return Ok(Lent::from_slot(value, slot)),
@@ -187,11 +187,11 @@ impl<'a, T> Mine<'a, T> {
         Err(value)
     }
 
-    /// Puts `value` in an empty slot, idle; gives it back if no slot will
-    /// have it.
-    pub(crate) fn keep(self, value: Box<T>) -> Result<(), Box<T>> {
+    /// Puts `value` in an empty one of the first `slots` slots, idle; gives
+    /// it back if none will have it.
+    pub(crate) fn keep(self, value: Box<T>, slots: usize) -> Result<(), Box<T>> {
         let mut value = value;
-        for slot in self.pocket.slots() {
+        for slot in self.pocket.slots().iter().take(slots) {
             // SAFETY: as in `take`.
             match unsafe { slot.keep(value) } {
                 Ok(()) => return Ok(()),
@@ -324,6 +324,12 @@ impl<T> Slots<T> {
     /// How many slots hold an idle value (stale at once under concurrency).
     pub(crate) fn idle(&self) -> usize {
         self.all().map(Pocket::idle).sum()
+    }
+
+    /// How many of the first thread's slots have their value out, lent to a
+    /// guard (stale at once under concurrency).
+    pub(crate) fn lent(&self) -> usize {
+        self.first.slots().iter().filter(|slot| slot.is_lent()).count()
     }
 
     /// Whether `slot` is one of the first thread's, for `Debug` output.

@@ -187,7 +187,7 @@ fn a_guard_returned_on_another_thread_lands_in_the_getters_pocket() {
     assert_eq!((s.creates, s.taken, s.idle), (3, 1, 2), "{s}");
     // The taken value comes back through `put` on yet another thread.
     std::thread::scope(|s| {
-        s.spawn(|| pool.put(taken));
+        s.spawn(|| drop(pool.put(taken)));
     });
     assert_eq!(pool.idle(), 3);
     drop(pool.get());
@@ -514,7 +514,7 @@ fn take_put_and_try_get_of_pocket_values() {
     assert!(pool.try_get().is_none(), "nothing is idle");
     // Another thread puts it back: into its own pocket, and exits.
     let p = Arc::clone(&pool);
-    std::thread::spawn(move || p.put(kept)).join().unwrap();
+    std::thread::spawn(move || drop(p.put(kept))).join().unwrap();
     assert_eq!(pool.idle(), 1);
     // This thread's pocket is empty: try_get takes it from the dead pocket.
     let g = pool.try_get().expect("the put value is idle");
@@ -539,12 +539,12 @@ fn take_put_and_try_get_of_pocket_values() {
     assert!(pool.try_get().is_none());
     let s = pool.stats().unwrap();
     assert_eq!((s.creates, s.taken, s.puts, s.idle), (2, 3, 1, 0), "{s}");
-    pool.put(t);
+    let _ = pool.put(t);
     // With both slots in use, a put value goes to the overflow, and
     // `try_get` hands it out spilled.
     let (x, y) = (pool.get(), pool.get());
     assert!(in_pocket(&x) && in_pocket(&y));
-    pool.put(ledger.make());
+    let _ = pool.put(ledger.make());
     let z = pool.try_get().expect("the put value");
     assert!(!in_pocket(&z), "no free slot: {z:?}");
     drop((x, y, z));
@@ -591,7 +591,7 @@ fn a_janitor_races_the_pocket_fast_paths() {
                         1 => {
                             let t = PoolGuard::take(pool.get());
                             t.use_for(|| ());
-                            pool.put(t);
+                            let _ = pool.put(t);
                         }
                         2 => {
                             let g = pool.get_owned();
@@ -627,7 +627,7 @@ fn a_janitor_races_the_pocket_fast_paths() {
                             g.use_for(|| ());
                         }
                     }
-                    3 => pool.put(ledger.make()),
+                    3 => drop(pool.put(ledger.make())),
                     _ => {
                         let _ = (pool.idle(), format!("{pool:?}"), pool.stats());
                     }
@@ -667,7 +667,7 @@ fn reenter(pool: &Hooked, knobs: &Knobs) {
         g.use_for(|| ());
     }
     let t = PoolGuard::take(pool.get());
-    pool.put(t);
+    let _ = pool.put(t);
     pool.trim();
     drop((pool.get(), pool.get()));
     pool.decay();
@@ -728,7 +728,7 @@ fn hooks_use_the_pool_while_a_pocket_slot_is_in_use() {
                 let again = p.get();
                 assert_eq!(again.id, xid, "{what}, round {round}: returned elsewhere");
                 drop(again);
-                p.put(l.make());
+                let _ = p.put(l.make());
             }
         });
         assert!(
@@ -1167,7 +1167,7 @@ fn pocket_guards_in_thread_locals() {
                     let g = pe.get();
                     pocket += usize::from(in_pocket(&g));
                     let t = PoolGuard::take(pe.get());
-                    pe.put(t);
+                    let _ = pe.put(t);
                     drop(pe.try_get());
                     drop((pe.get_owned(), pe.get()));
                 }
@@ -1772,7 +1772,7 @@ fn values_that_hold_guards_of_their_own_pool() {
                     0 => drop(c),
                     1 => {
                         let node = PoolGuard::take(c);
-                        pool.put(node);
+                        let _ = pool.put(node);
                     }
                     _ => {
                         let _ = c.inner.as_ref().map(|g| g.t.use_for(|| ()));

@@ -29,7 +29,7 @@ fn retain_drops_oversized_values_from_the_owner_slot_the_spill_and_put() {
         }
         assert_eq!(pool.idle(), 1, "{name}: only the owner slot's small value");
         // Put: the same check.
-        pool.put(Vec::with_capacity(2 * LIMIT));
+        let _ = pool.put(Vec::with_capacity(2 * LIMIT));
         assert_eq!(pool.idle(), 1, "{name}: put");
         // One under the limit is kept and reused.
         let before = pool.stats().unwrap().creates;

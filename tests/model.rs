@@ -70,6 +70,8 @@ struct Model {
     victims: usize,
     /// How many values the spill keeps at most.
     capacity: usize,
+    /// The pool-wide ceiling on idle values, if the spill promises one.
+    ceiling: Option<usize>,
     /// For each guard held, the slot its value lives in, if any.
     guards: Vec<Option<usize>>,
     kept: usize,
@@ -77,11 +79,18 @@ struct Model {
 }
 
 impl Model {
-    fn new(capacity: usize) -> Self {
+    fn new(ceiling: Option<usize>, capacity: usize) -> Self {
         Model {
             capacity,
+            ceiling,
             ..Model::default()
         }
+    }
+
+    /// How many of the thread's slots may hold values: two, or the ceiling
+    /// if smaller.
+    fn slot_room(&self) -> usize {
+        self.ceiling.map_or(2, |c| c.min(2))
     }
 
     /// The fast path, then the second slot: the first full slot, settling
@@ -113,7 +122,7 @@ impl Model {
         if !self.claimed {
             return None;
         }
-        let i = (0..self.slots.len()).find(|&i| self.slots[i] == Slot::Empty)?;
+        let i = (0..self.slot_room()).find(|&i| self.slots[i] == Slot::Empty)?;
         self.slots[i] = state;
         Some(i)
     }
@@ -206,22 +215,33 @@ impl Model {
 
     /// An idle value that came from no slot (returned, put, prefilled): into
     /// an empty slot of the thread's (once claimed), else offered to the
-    /// spill, where, with a spill that has a ceiling, it takes the place of
-    /// one value `decay` set aside.
-    fn keep_idle(&mut self) {
-        if self.empty_slot(false, Slot::Full).is_some() {
-            return;
+    /// spill; false if neither keeps it. With a ceiling (which counts values
+    /// lent from the slots, sure to come back), a value that would break it
+    /// takes the place of one `decay` set aside, or is not kept.
+    fn keep_idle(&mut self) -> bool {
+        if let Some(ceiling) = self.ceiling {
+            // Values lent from the slots keep their places.
+            if self.idle() + self.lent() >= ceiling {
+                if self.victims == 0 {
+                    return false;
+                }
+                self.victims -= 1;
+                self.stats.decayed += 1;
+            }
         }
-        if self.spill_idle < self.capacity {
+        if self.empty_slot(false, Slot::Full).is_none() {
+            if self.spill_idle >= self.capacity {
+                return false;
+            }
             self.spill_idle += 1;
             self.stats.spilled += 1;
-        } else {
-            self.stats.discarded += 1;
         }
-        if self.capacity != usize::MAX && self.victims > 0 {
-            self.victims -= 1;
-            self.stats.decayed += 1;
-        }
+        true
+    }
+
+    /// How many slots have their value lent to a guard.
+    fn lent(&self) -> usize {
+        self.slots.iter().filter(|s| **s == Slot::InUse).count()
     }
 
     fn drop_guard(&mut self, index: usize) {
@@ -231,7 +251,11 @@ impl Model {
         self.stats.returns += 1;
         match slot {
             Some(i) => self.slots[i] = Slot::Full,
-            None => self.keep_idle(),
+            None => {
+                if !self.keep_idle() {
+                    self.stats.discarded += 1;
+                }
+            }
         }
     }
 
@@ -259,13 +283,16 @@ impl Model {
         }
     }
 
-    fn put(&mut self) {
-        if self.kept > 0 {
-            self.kept -= 1;
-            self.stats.returns += 1;
-            self.stats.puts += 1;
-            self.keep_idle();
+    /// Whether the pool keeps a taken value put back (the test holds one).
+    fn put(&mut self) -> bool {
+        self.kept -= 1;
+        self.stats.returns += 1;
+        self.stats.puts += 1;
+        let kept = self.keep_idle();
+        if !kept {
+            self.stats.discarded += 1;
         }
+        kept
     }
 
     fn trim(&mut self) {
@@ -275,11 +302,18 @@ impl Model {
         self.stats.trimmed += dropped as u64;
     }
 
+    /// Up to `n`: stops at a ceiling, and at the first value not kept.
     fn prefill(&mut self, n: usize) {
         for _ in 0..n {
+            if matches!(self.ceiling, Some(c) if self.idle() + self.lent() >= c) {
+                return;
+            }
             self.stats.creates += 1;
             self.stats.prefilled += 1;
-            self.keep_idle();
+            if !self.keep_idle() {
+                self.stats.discarded += 1;
+                return;
+            }
         }
     }
 
@@ -313,6 +347,7 @@ fn keep(v: &Vec<u8>) -> bool {
 }
 
 fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+    let ceiling = spill.ceiling();
     common::silence_expected_panics();
     let pool: Buffers<S> = Pool::builder()
         .create(Vec::new as Create)
@@ -321,7 +356,7 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
         .spill(spill)
         .stats()
         .build();
-    let mut model = Model::new(capacity);
+    let mut model = Model::new(ceiling, capacity);
     let mut guards: Vec<Guard<'_, S>> = Vec::new();
     let mut kept: Vec<Vec<u8>> = Vec::new();
     for (step, op) in ops.iter().enumerate() {
@@ -372,9 +407,9 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
             }
             Op::Put => {
                 if let Some(v) = kept.pop() {
-                    pool.put(v);
+                    let got = pool.put(v).is_ok();
+                    prop_assert_eq!(got, model.put(), "put kept the value at step {}", step);
                 }
-                model.put();
             }
             Op::Trim => {
                 pool.trim();
@@ -412,6 +447,16 @@ fn check<S: Spill<Vec<u8>>>(spill: S, capacity: usize, ops: &[Op]) -> Result<(),
             step,
             op
         );
+        if let Some(ceiling) = ceiling {
+            prop_assert!(
+                pool.idle() <= ceiling,
+                "{} idle values over a ceiling of {} after step {} ({:?})",
+                pool.idle(),
+                ceiling,
+                step,
+                op
+            );
+        }
         prop_assert_eq!(
             pool.stats().unwrap(),
             expected,
@@ -438,8 +483,7 @@ proptest! {
 
     #[test]
     fn per_thread_matches_the_model(ops in prop::collection::vec(op(), 0..60)) {
-        // One thread, the owner: its owner slots hold two, its pocket two
-        // more, the overflow the rest.
+        // One thread, the first: its two slots, then the overflow.
         check(spill::PerThread::default(), usize::MAX, &ops)?;
     }
 
@@ -454,8 +498,10 @@ proptest! {
     }
 
     #[test]
-    fn bounded_matches_the_model(ops in prop::collection::vec(op(), 0..60), n in 1usize..4) {
-        check(spill::Bounded::new(n), n, &ops)?;
+    fn bounded_matches_the_model(ops in prop::collection::vec(op(), 0..60), n in 1usize..6) {
+        // The ceiling `n` covers the first thread's slots: the spill keeps
+        // the rest.
+        check(spill::Bounded::new(n), n - n.min(2), &ops)?;
     }
 
     #[test]

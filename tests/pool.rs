@@ -149,7 +149,7 @@ fn put_resets_and_the_owner_refills_from_the_spill() {
     let pool = Pool::builder().create(create).reset(Vec::clear).build();
     let mut v = PoolGuard::take(pool.get());
     v.extend_from_slice(b"dirty");
-    pool.put(v);
+    let _ = pool.put(v);
     assert_eq!(pool.idle(), 1);
     let again = pool.get();
     assert!(again.is_empty());
@@ -162,7 +162,7 @@ fn put_into_none_drops_the_value() {
         .create(Vec::<u8>::new)
         .spill(spill::None)
         .build();
-    pool.put(vec![1]);
+    let _ = pool.put(vec![1]);
     assert_eq!(pool.idle(), 0);
 }
 
@@ -217,14 +217,25 @@ fn prefill_is_found_by_the_first_gets() {
     );
 }
 
+/// Prefill keeps a ceiling: with `Bounded::new(4)`, the spill's share (two)
+/// from the building thread, which has no slots yet; then, on the first
+/// thread, its slots' two as well. Creating stops once nothing more fits.
 #[test]
-fn prefill_beyond_a_bound_is_dropped() {
+fn prefill_stops_at_a_ceiling() {
     let pool = Pool::builder()
         .create(Vec::<u8>::new)
-        .spill(spill::Bounded::new(2))
+        .spill(spill::Bounded::new(4))
         .prefill(5)
+        .stats()
         .build();
     assert_eq!(pool.idle(), 2);
+    let s = pool.stats().unwrap();
+    assert_eq!((s.creates, s.discarded), (3, 1), "the one that did not fit: {s}");
+    drop(pool.get());
+    pool.prefill(5);
+    assert_eq!(pool.idle(), 4);
+    // The get took one from the spill into the first slot: two more fit.
+    assert_eq!(pool.stats().unwrap().creates, 5);
 }
 
 #[test]
@@ -299,7 +310,7 @@ fn debug_output_names_the_parts() {
         .build();
     assert_eq!(
         format!("{pool:?}"),
-        "Pool { owner_thread: None, owner_slots: [empty, empty], spill: Bounded { idle: 0, capacity: 4 }, .. }"
+        "Pool { owner_thread: None, owner_slots: [empty, empty], spill: Bounded { idle: 0, ceiling: 4 }, .. }"
     );
     let g = pool.get();
     let shown = format!("{pool:?}");
@@ -358,4 +369,34 @@ fn a_const_pool_in_a_static() {
     // over, and this thread takes it back from the exited thread's pocket.
     assert_eq!(BUFFERS.idle(), 1);
     assert_eq!(*BUFFERS.get(), [1, 2]);
+}
+
+/// `put` says whether the pool kept the value: `Ok` when a slot or the
+/// spill took it, `Err` with the value (reset) when `retain` refused it or
+/// the spill would not keep it; the stats count each as a guard's return.
+#[test]
+fn put_says_whether_the_value_was_kept() {
+    let pool = Pool::builder()
+        .create(Vec::<u8>::new)
+        .reset(Vec::clear)
+        .retain(|v: &Vec<u8>| v.capacity() <= 64)
+        .spill(spill::Bounded::new(3))
+        .stats()
+        .build();
+    // Nobody has the first thread's slots yet: the spill's one place.
+    assert_eq!(pool.put(vec![1]), Ok(()));
+    assert_eq!(pool.put(vec![2]), Err(vec![]), "the spill is full: handed back, reset");
+    let big = Vec::with_capacity(1024);
+    let refused = pool.put(big).unwrap_err();
+    assert!(refused.capacity() >= 1024, "the refused value itself comes back");
+    let s = pool.stats().unwrap();
+    assert_eq!((s.puts, s.returns, s.spilled, s.discarded, s.rejected), (3, 3, 1, 1, 1));
+    // The first thread's empty slots take put values too.
+    drop(pool.get());
+    assert_eq!(pool.put(vec![3]), Ok(()));
+    assert_eq!(pool.idle(), 2);
+    // `None` keeps nothing but the first thread's slots.
+    let none = Pool::builder().create(Vec::<u8>::new).spill(spill::None).build();
+    assert_eq!(none.put(vec![4]), Err(vec![4]));
+    common::check_identities(&pool.stats().unwrap(), "put");
 }

@@ -112,10 +112,11 @@ fn nesting_beyond_the_slots() {
 fn discard_when_bounded_is_full() {
     let pool = Pool::builder()
         .create(Vec::<u8>::new)
-        .spill(spill::Bounded::new(1))
+        .spill(spill::Bounded::new(3))
         .stats()
         .build();
-    // Two go to the owner slots, two to the spill, which keeps one.
+    // The ceiling of 3: two go to the first thread's slots, one to the
+    // spill, and the fourth is dropped.
     drop((pool.get(), pool.get(), pool.get(), pool.get()));
     let s = stats(&pool);
     assert_eq!((s.gets, s.creates, s.returns), (4, 4, 4));
@@ -149,7 +150,7 @@ fn take_and_put() {
         (s.gets, s.creates, s.taken, s.returns, s.idle),
         (1, 1, 1, 0, 0)
     );
-    pool.put(v);
+    let _ = pool.put(v);
     let s = stats(&pool);
     assert_eq!((s.returns, s.spilled, s.idle), (1, 0, 1));
     // The put value went to the thread's empty slot, not to the spill: a
@@ -164,26 +165,28 @@ fn take_and_put() {
 
 #[test]
 fn prefill() {
+    // A ceiling of 5: the building thread has no slots yet, so the spill's
+    // three; the fourth does not fit, and prefill stops there.
     let pool = Pool::builder()
         .create(Vec::<u8>::new)
-        .spill(spill::Bounded::new(3))
-        .prefill(5)
+        .spill(spill::Bounded::new(5))
+        .prefill(8)
         .stats()
         .build();
     let s = stats(&pool);
     assert_eq!(
         s,
         stats! {
-            creates: 5,
-            prefilled: 5,
+            creates: 4,
+            prefilled: 4,
             spilled: 3,
-            discarded: 2,
+            discarded: 1,
             idle: 3,
         }
     );
     drop(pool.get());
     let s = stats(&pool);
-    assert_eq!((s.gets, s.spill_hits, s.creates, s.idle), (1, 1, 5, 3));
+    assert_eq!((s.gets, s.spill_hits, s.creates, s.idle), (1, 1, 4, 3));
     assert_eq!(s.hit_rate(), 1.0);
 }
 
@@ -316,8 +319,8 @@ fn puts_and_in_use() {
     assert_eq!(stats(&pool).in_use, 2);
     let v = PoolGuard::take(a);
     assert_eq!(stats(&pool).in_use, 1);
-    pool.put(v);
-    pool.put(Vec::new());
+    let _ = pool.put(v);
+    let _ = pool.put(Vec::new());
     drop(b);
     let s = stats(&pool);
     assert_eq!(
@@ -326,4 +329,61 @@ fn puts_and_in_use() {
         "{s}"
     );
     common::check_invariants(&s);
+}
+
+/// A user's spill whose `drain` panics (or whose `len` panics under the
+/// provided `drain`) during a second `decay`: the values the pool set aside
+/// at the first one are still counted, so the identities hold (the pool
+/// took its own out first and the unwind dropped them uncounted).
+#[test]
+fn the_counts_hold_when_a_spill_panics_during_decay() {
+    use mempool::Spill;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    #[derive(Default)]
+    struct Fickle {
+        inner: spill::LockFree<Vec<u8>>,
+        panic_in_len: bool,
+        armed: AtomicBool,
+    }
+    impl Spill<Vec<u8>> for Fickle {
+        fn pop(&self) -> Option<Box<Vec<u8>>> {
+            self.inner.pop()
+        }
+        fn push(&self, value: Box<Vec<u8>>) -> Result<(), Box<Vec<u8>>> {
+            self.inner.push(value)
+        }
+        fn len(&self) -> usize {
+            if self.panic_in_len && self.armed.load(Ordering::Relaxed) {
+                panic!("len panics (on purpose)");
+            }
+            self.inner.len()
+        }
+        fn drain(&self) -> Vec<Box<Vec<u8>>> {
+            if !self.panic_in_len && self.armed.load(Ordering::Relaxed) {
+                panic!("drain panics (on purpose)");
+            }
+            (0..self.len()).map_while(|_| self.pop()).collect()
+        }
+    }
+    common::silence_expected_panics();
+    for panic_in_len in [false, true] {
+        let pool = Pool::builder()
+            .create(Vec::<u8>::new)
+            .spill(Fickle {
+                panic_in_len,
+                ..Fickle::default()
+            })
+            .stats()
+            .build();
+        let held: Vec<_> = (0..4).map(|_| pool.get()).collect();
+        drop(held);
+        assert_eq!(pool.decay(), 0);
+        pool.spill().armed.store(true, Ordering::Relaxed);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.decay()));
+        assert!(caught.is_err(), "the spill did not panic");
+        pool.spill().armed.store(false, Ordering::Relaxed);
+        let s = pool.stats().unwrap();
+        assert_eq!(s.creates, 4);
+        common::check_identities(&s, &format!("panic in len: {panic_in_len}"));
+    }
 }

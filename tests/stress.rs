@@ -55,7 +55,7 @@ fn stress<S: Spill<Tracked> + Send + Sync + 'static>(name: &str, spill: S) {
                         1..=3 => {
                             drop(a);
                             if let Some(v) = kept.pop() {
-                                pool.put(v);
+                                let _ = pool.put(v);
                             }
                         }
                         4 => {
@@ -90,7 +90,7 @@ fn stress<S: Spill<Tracked> + Send + Sync + 'static>(name: &str, spill: S) {
                     }
                 }
                 for v in kept {
-                    pool.put(v);
+                    let _ = pool.put(v);
                 }
             });
         }

@@ -28,7 +28,7 @@ where
     drop(pool.get());
     let kept = pool.get_owned();
     let taken = PoolGuard::take(pool.get());
-    pool.put(taken);
+    let _ = pool.put(taken);
     drop((pool.get(), pool.get(), pool.get()));
     drop(kept);
     pool.trim();

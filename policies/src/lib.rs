@@ -20,7 +20,7 @@
 //! ```
 //! use mempool_policies::{Bounded, Spill};
 //!
-//! let spill = Bounded::new(1);
+//! let spill = Bounded::new(3); // a pool's first thread keeps two, this one
 //! assert!(spill.push(Box::new(7)).is_ok());
 //! assert_eq!(spill.push(Box::new(8)), Err(Box::new(8))); // full: refused
 //! assert_eq!(spill.pop(), Some(Box::new(7)));

@@ -1,7 +1,8 @@
 use crate::Spill;
 
-/// Keeps nothing: only the owner slots reuse values, and every other `get`
-/// creates a fresh value that is dropped when its guard is.
+/// Keeps nothing: only the first thread's two slots inside the pool reuse
+/// values, and every other `get` creates a fresh value that is dropped when
+/// its guard is (no thread but the first has a pocket).
 ///
 /// Pick it when one thread does nearly all the work and the others are rare
 /// enough that creating for them is cheaper than keeping values around.
@@ -28,10 +29,6 @@ impl<T> Spill<T> for None {
 
     fn len(&self) -> usize {
         0
-    }
-
-    fn ceiling(&self) -> Option<usize> {
-        Some(0)
     }
 
     fn trim(&self) -> usize {

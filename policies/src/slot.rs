@@ -399,6 +399,12 @@ impl<T> Slot<T> {
         Some(unsafe { Box::from_raw(*self.value.get_mut()) })
     }
 
+    /// Whether the slot's value is lent (or its own thread is taking it):
+    /// stale at once under concurrency.
+    pub fn is_lent(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == IN_USE
+    }
+
     /// Whether the slot holds an idle value (stale at once under concurrency).
     pub fn is_full(&self) -> bool {
         self.state.load(Ordering::Relaxed) == FULL && self.word.load(Ordering::Relaxed) & TAKEN == 0

@@ -88,10 +88,18 @@ pub trait Spill<T> {
         self.len() == 0
     }
 
-    /// The most idle values this spill ever holds, if it promises a ceiling
-    /// (`None`, the provided answer, for one that keeps what it is given). A
-    /// pool with a ceiling keeps it across `decay`, which otherwise sets idle
-    /// values aside outside the spill until its next call.
+    /// The most idle values a pool with this spill holds in all, its slots
+    /// included, if the strategy promises a ceiling; `None`, the provided
+    /// answer, for one that keeps what it is given.
+    ///
+    /// A pool whose spill has a ceiling `c` keeps idle values in at most
+    /// `min(c, 2)` of its first thread's two slots, gives no other thread a
+    /// pocket (whatever [`pockets`](Spill::pockets) says), and keeps the
+    /// ceiling across `decay`, which sets idle values aside outside the
+    /// spill: a value kept while the pool holds `c` takes the place of one
+    /// set aside. So the spill itself must keep at most `c - min(c, 2)`, as
+    /// [`Bounded`](crate::Bounded) does; then the pool holds at most `c` idle
+    /// values whenever no thread is in the middle of a return.
     ///
     /// ```
     /// use mempool_policies::{Bounded, LockFree, Spill};
@@ -113,8 +121,9 @@ pub trait Spill<T> {
     ///
     /// The provided answer is `false`: every thread but the first gets its
     /// values from `pop` and gives them back through `push`, which is what
-    /// a strategy with a ceiling (a pocket's values are outside the spill's
-    /// count) or one that wants every idle value in one place needs.
+    /// a strategy that wants every idle value in one place needs. (A spill
+    /// with a [`ceiling`](Spill::ceiling) gets no pockets whatever it says:
+    /// they would hold values outside the ceiling.)
     /// [`PerThread`](crate::PerThread) says `true`. The answer must not
     /// change over the spill's life.
     ///

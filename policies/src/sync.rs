@@ -4,7 +4,7 @@
 //! under `--cfg loom` stand-ins built on loom's models, so that the loom
 //! tests explore the same pool and strategy code that ships.
 //!
-//! Under loom, crossbeam's queues become a loom `Mutex` around a `VecDeque`
+//! Under loom, crossbeam's queue becomes a loom `Mutex` around a `VecDeque`
 //! (the queues' own correctness is crossbeam's to prove; what loom checks
 //! here is our code around them), and `ThreadSlots` becomes one slot per
 //! thread number, which loom's threads (all on one OS thread) need.
@@ -21,7 +21,7 @@ pub use crate::barrier;
 #[cfg(not(loom))]
 mod real {
     pub use crate::thread_slots::ThreadSlots;
-    pub use crossbeam_queue::{ArrayQueue, SegQueue};
+    pub use crossbeam_queue::SegQueue;
     #[cfg(feature = "parking_lot")]
     pub use parking_lot::{Mutex, MutexGuard};
     #[cfg(not(feature = "parking_lot"))]
@@ -108,39 +108,6 @@ mod model {
         }
         pub fn len(&self) -> usize {
             self.0.lock().len()
-        }
-    }
-
-    /// `crossbeam_queue::ArrayQueue`'s API.
-    #[derive(Debug)]
-    pub struct ArrayQueue<T> {
-        queue: Mutex<VecDeque<T>>,
-        capacity: usize,
-    }
-
-    impl<T> ArrayQueue<T> {
-        pub fn new(capacity: usize) -> Self {
-            ArrayQueue {
-                queue: Mutex::new(VecDeque::new()),
-                capacity,
-            }
-        }
-        pub fn push(&self, value: T) -> Result<(), T> {
-            let mut queue = self.queue.lock();
-            if queue.len() == self.capacity {
-                return Err(value);
-            }
-            queue.push_back(value);
-            Ok(())
-        }
-        pub fn pop(&self) -> Option<T> {
-            self.queue.lock().pop_front()
-        }
-        pub fn len(&self) -> usize {
-            self.queue.lock().len()
-        }
-        pub fn capacity(&self) -> usize {
-            self.capacity
         }
     }
 
