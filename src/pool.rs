@@ -258,9 +258,14 @@ where
             None if create => self.create_boxed(),
             None => return None,
         };
-        let mine = mine
-            .or_else(|| self.slots.claim())
-            .or_else(|| self.slots.find_mine(pockets));
+        // The first get of the pool claims its first slots; one that lost
+        // the race looks again, for a pocket.
+        let mine = mine.or_else(|| {
+            let unclaimed = self.slots.owner() == 0;
+            self.slots
+                .claim()
+                .or_else(|| unclaimed.then(|| self.slots.find_mine(pockets)).flatten())
+        });
         Some(match mine {
             Some(mine) => match mine.lend(value, self.slot_room()) {
                 Ok(lent) => lent,

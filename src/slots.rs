@@ -259,8 +259,12 @@ impl<T> Slots<T> {
     }
 
     /// Makes the calling thread the first thread if there is none yet, and
-    /// returns its pocket then.
+    /// returns its pocket then. A load first: once claimed, the owner's
+    /// line is read by every get and must not be written again.
     pub(crate) fn claim(&self) -> Option<Mine<'_, T>> {
+        if self.owner() != 0 {
+            return None;
+        }
         let caller = thread_id::current();
         self.owner
             .compare_exchange(0, caller, Ordering::Relaxed, Ordering::Relaxed)
@@ -329,7 +333,11 @@ impl<T> Slots<T> {
     /// How many of the first thread's slots have their value out, lent to a
     /// guard (stale at once under concurrency).
     pub(crate) fn lent(&self) -> usize {
-        self.first.slots().iter().filter(|slot| slot.is_lent()).count()
+        self.first
+            .slots()
+            .iter()
+            .filter(|slot| slot.is_lent())
+            .count()
     }
 
     /// Whether `slot` is one of the first thread's, for `Debug` output.
