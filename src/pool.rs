@@ -356,7 +356,11 @@ where
 
     /// A returned value that no slot lent (already reset): into an empty
     /// slot of the returning thread's, else offered to the spill, else
-    /// dropped.
+    /// dropped. `#[cold]`, so that the return of a slot's value falls
+    /// through to the caller's code (the usual return with the default
+    /// strategy; with others, other threads come here every time, and pay a
+    /// jump more than they would).
+    #[cold]
     #[inline(never)]
     fn give_back_boxed(&self, value: Box<T>) {
         self.stats.count(Event::Return);
@@ -479,8 +483,9 @@ where
 
     /// Makes up to `n` values with `create` and keeps them as a returned
     /// value is kept, so that the first gets find them ready: in empty slots
-    /// of the calling thread's (if it is the pool's first thread), else in
-    /// the spill. Stops early once a spill with a ceiling is full (so
+    /// of the calling thread's, if it has slots at hand (it is the pool's
+    /// first thread, or the strategy gives threads pockets and this one got
+    /// its pocket on an earlier get), else in the spill. Stops early once a spill with a ceiling is full (so
     /// `create` runs no more than the pool can keep).
     ///
     /// ```

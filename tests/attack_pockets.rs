@@ -514,7 +514,9 @@ fn take_put_and_try_get_of_pocket_values() {
     assert!(pool.try_get().is_none(), "nothing is idle");
     // Another thread puts it back: into its own pocket, and exits.
     let p = Arc::clone(&pool);
-    std::thread::spawn(move || drop(p.put(kept))).join().unwrap();
+    std::thread::spawn(move || drop(p.put(kept)))
+        .join()
+        .unwrap();
     assert_eq!(pool.idle(), 1);
     // This thread's pocket is empty: try_get takes it from the dead pocket.
     let g = pool.try_get().expect("the put value is idle");

@@ -218,8 +218,11 @@ fn a_gone_owners_idle_value_is_reused() {
 
 /// `threads` threads each hold `each` guards of `pool` at once, then drop
 /// them.
-fn burst<C, R, S>(pool: &Pool<Vec<u8>, C, R, S, mempool::StatsCounters>, threads: usize, each: usize)
-where
+fn burst<C, R, S>(
+    pool: &Pool<Vec<u8>, C, R, S, mempool::StatsCounters>,
+    threads: usize,
+    each: usize,
+) where
     C: Fn() -> Vec<u8> + Sync,
     R: mempool::Reset<Vec<u8>> + Sync,
     S: Spill<Vec<u8>> + Sync,

@@ -230,7 +230,11 @@ fn prefill_stops_at_a_ceiling() {
         .build();
     assert_eq!(pool.idle(), 2);
     let s = pool.stats().unwrap();
-    assert_eq!((s.creates, s.discarded), (3, 1), "the one that did not fit: {s}");
+    assert_eq!(
+        (s.creates, s.discarded),
+        (3, 1),
+        "the one that did not fit: {s}"
+    );
     drop(pool.get());
     pool.prefill(5);
     assert_eq!(pool.idle(), 4);
@@ -385,18 +389,31 @@ fn put_says_whether_the_value_was_kept() {
         .build();
     // Nobody has the first thread's slots yet: the spill's one place.
     assert_eq!(pool.put(vec![1]), Ok(()));
-    assert_eq!(pool.put(vec![2]), Err(vec![]), "the spill is full: handed back, reset");
+    assert_eq!(
+        pool.put(vec![2]),
+        Err(vec![]),
+        "the spill is full: handed back, reset"
+    );
     let big = Vec::with_capacity(1024);
     let refused = pool.put(big).unwrap_err();
-    assert!(refused.capacity() >= 1024, "the refused value itself comes back");
+    assert!(
+        refused.capacity() >= 1024,
+        "the refused value itself comes back"
+    );
     let s = pool.stats().unwrap();
-    assert_eq!((s.puts, s.returns, s.spilled, s.discarded, s.rejected), (3, 3, 1, 1, 1));
+    assert_eq!(
+        (s.puts, s.returns, s.spilled, s.discarded, s.rejected),
+        (3, 3, 1, 1, 1)
+    );
     // The first thread's empty slots take put values too.
     drop(pool.get());
     assert_eq!(pool.put(vec![3]), Ok(()));
     assert_eq!(pool.idle(), 2);
     // `None` keeps nothing but the first thread's slots.
-    let none = Pool::builder().create(Vec::<u8>::new).spill(spill::None).build();
+    let none = Pool::builder()
+        .create(Vec::<u8>::new)
+        .spill(spill::None)
+        .build();
     assert_eq!(none.put(vec![4]), Err(vec![4]));
     common::check_identities(&pool.stats().unwrap(), "put");
 }

@@ -20,12 +20,12 @@ pub use crate::barrier;
 
 #[cfg(not(loom))]
 mod real {
+    #[cfg(not(feature = "parking_lot"))]
+    pub use super::std_lock::{Mutex, MutexGuard};
     pub use crate::thread_slots::ThreadSlots;
     pub use crossbeam_queue::SegQueue;
     #[cfg(feature = "parking_lot")]
     pub use parking_lot::{Mutex, MutexGuard};
-    #[cfg(not(feature = "parking_lot"))]
-    pub use super::std_lock::{Mutex, MutexGuard};
     pub use std::sync::atomic::{
         compiler_fence, fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering,
     };
