@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `loop` | a loop written out in the function that made the pool |
 //! | `closure` | a closure, called in a loop by a generic function (criterion's `b.iter` shape) |
+//! | `closure2` | the same with a second call site (a warm-up call): the closure inlines only if it is small |
 //! | `handler` | a function that is never inlined (`#[inline(never)]`), called in a loop |
 //! | `static` | such a handler, on a pool in a `static` of a nameable type (function-pointer hooks) |
 //! | `boxed` | such a handler, on a pool with boxed hooks (`BoxedPool`; regex-automata's pool with a boxed `create`) |
@@ -64,11 +65,21 @@ fn handler<P>(_: &P, f: fn(&P)) -> fn(&P) {
 }
 
 /// Criterion's shape: a generic function that calls the routine it is given
-/// in a loop, after a warm-up call. Whether the routine inlines into it is
-/// the optimiser's call: with two call sites, it inlines only if it is small
-/// (LLVM's bonus for a function's last call site does not apply).
+/// in a loop (`Bencher::iter`). Whether the routine inlines into it is the
+/// optimiser's call; with one call site, LLVM inlines nearly anything.
 #[inline(never)]
 fn iterate<F: FnMut()>(cycles: u64, mut routine: F) {
+    for _ in 0..cycles {
+        routine();
+    }
+}
+
+/// The same, with a warm-up call before the loop: two call sites, so the
+/// routine inlines only if it is small (LLVM's bonus for a function's last
+/// call site does not apply). Where one contender's cycle inlines and
+/// another's does not, this shape shows it.
+#[inline(never)]
+fn iterate_twice<F: FnMut()>(cycles: u64, mut routine: F) {
     routine();
     for _ in 1..cycles {
         routine();
@@ -76,7 +87,9 @@ fn iterate<F: FnMut()>(cycles: u64, mut routine: F) {
 }
 
 /// The shapes, by name, in the order tables print them.
-const SHAPES: [&str; 6] = ["loop", "closure", "handler", "static", "boxed", "arc"];
+const SHAPES: [&str; 7] = [
+    "loop", "closure", "closure2", "handler", "static", "boxed", "arc",
+];
 /// The modes.
 const MODES: [&str; 2] = ["first", "later"];
 
@@ -175,6 +188,17 @@ macro_rules! contender {
                         in_mode(mode, || { let $p = &pool; $cycle }, || {
                             let start = Instant::now();
                             iterate(cycles, || {
+                                let $p = &pool;
+                                $cycle
+                            });
+                            per_cycle(start, cycles)
+                        })
+                    }
+                    "closure2" => {
+                        let pool = $make;
+                        in_mode(mode, || { let $p = &pool; $cycle }, || {
+                            let start = Instant::now();
+                            iterate_twice(cycles, || {
                                 let $p = &pool;
                                 $cycle
                             });
