@@ -80,8 +80,7 @@
 //! own thread exits, other threads reuse it.
 
 use crate::barrier::{self, FENCE};
-use crate::sync::{AtomicU8, Ordering};
-use std::cell::UnsafeCell;
+use crate::sync::{AtomicU8, Ordering, PtrCell};
 use std::fmt;
 use std::ptr::NonNull;
 
@@ -107,7 +106,7 @@ pub struct Slot<T> {
     /// A value from `Box::into_raw`, owned by the slot, exactly when `state`
     /// is `FULL` without `TAKEN`, or `IN_USE`; dangling otherwise, and never
     /// read then.
-    value: UnsafeCell<*mut T>,
+    value: PtrCell<T>,
     /// `FENCE | STEALING | TAKEN | UNSET`. In an 8-byte word of its own: the
     /// own thread stores `state` and at once loads this, and with both in
     /// one word the CPU may hold the load until the store drains.
@@ -146,7 +145,7 @@ impl<T> Slot<T> {
     pub const fn new() -> Self {
         Slot {
             state: AtomicU8::new(EMPTY),
-            value: UnsafeCell::new(std::ptr::null_mut()),
+            value: PtrCell::null(),
             word: Apart(AtomicU8::new(UNSET)),
         }
     }
@@ -159,7 +158,7 @@ impl<T> Slot<T> {
     pub fn new() -> Self {
         Slot {
             state: AtomicU8::new(EMPTY),
-            value: UnsafeCell::new(std::ptr::null_mut()),
+            value: PtrCell::null(),
             word: Apart(AtomicU8::new(barrier::initial_word())),
         }
     }
@@ -200,7 +199,7 @@ impl<T> Slot<T> {
         // (the pointer's invariant), written before the FULL this thread
         // read with Acquire, or by this thread itself; no thread writes the
         // pointer while the value is lent.
-        unsafe { NonNull::new_unchecked(*self.value.get()) }
+        unsafe { NonNull::new_unchecked(self.value.read()) }
     }
 
     /// Rule 1 when the steal word was not 0, after `state` was moved from
@@ -276,7 +275,7 @@ impl<T> Slot<T> {
         // promise): no other thread reads or writes the pointer until a
         // FULL or IN_USE store of ours publishes it (rule 4 reads it only
         // after an Acquire FULL; rule 3 only with a lent value).
-        unsafe { *self.value.get() = value.as_ptr() };
+        unsafe { self.value.write(value.as_ptr()) };
         #[cfg(not(loom))]
         if self.word.load(Ordering::Relaxed) == UNSET {
             // Only the own thread writes an UNSET word (no thief's
@@ -374,7 +373,7 @@ impl<T> Slot<T> {
             // load makes the pointer and the value's last writes visible, and
             // TAKEN was clear when we entered, so the box is live and ours
             // alone to own.
-            Some(unsafe { Box::from_raw(*self.value.get()) })
+            Some(unsafe { Box::from_raw(self.value.read()) })
         } else {
             None
         };
@@ -396,7 +395,7 @@ impl<T> Slot<T> {
         // SAFETY: `&mut self` means no holder or other thread can use the
         // slot, and FULL without TAKEN means the pointer is a live box that
         // the slot owns; EMPTY now records that it left.
-        Some(unsafe { Box::from_raw(*self.value.get_mut()) })
+        Some(unsafe { Box::from_raw(self.value.get_mut()) })
     }
 
     /// Whether the slot's value is lent (or its own thread is taking it):

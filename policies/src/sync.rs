@@ -29,6 +29,36 @@ mod real {
     pub use std::sync::atomic::{
         compiler_fence, fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering,
     };
+
+    /// A pointer in an `UnsafeCell`, read and written under a protocol of
+    /// the caller's (the slot's value pointer). Under loom it is loom's
+    /// cell, which fails a model where a read and a write of it race.
+    #[derive(Debug)]
+    pub struct PtrCell<T>(std::cell::UnsafeCell<*mut T>);
+
+    impl<T> PtrCell<T> {
+        pub const fn null() -> Self {
+            PtrCell(std::cell::UnsafeCell::new(std::ptr::null_mut()))
+        }
+        /// # Safety
+        /// No write of the cell races with this read.
+        #[inline(always)]
+        pub unsafe fn read(&self) -> *mut T {
+            // SAFETY: the caller's promise.
+            unsafe { *self.0.get() }
+        }
+        /// # Safety
+        /// No other access to the cell races with this write.
+        #[inline(always)]
+        pub unsafe fn write(&self, ptr: *mut T) {
+            // SAFETY: the caller's promise.
+            unsafe { *self.0.get() = ptr }
+        }
+        #[inline(always)]
+        pub fn get_mut(&mut self) -> *mut T {
+            *self.0.get_mut()
+        }
+    }
 }
 
 /// `parking_lot::Mutex`'s API over std's lock (a futex since Rust 1.62):
@@ -65,6 +95,33 @@ mod std_lock {
 #[cfg(loom)]
 mod model {
     pub use loom::sync::atomic::{fence, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+    /// The real `PtrCell`'s API over loom's cell, which checks that no read
+    /// and write of it race.
+    #[derive(Debug)]
+    pub struct PtrCell<T>(loom::cell::UnsafeCell<*mut T>);
+
+    impl<T> PtrCell<T> {
+        pub fn null() -> Self {
+            PtrCell(loom::cell::UnsafeCell::new(std::ptr::null_mut()))
+        }
+        /// # Safety
+        /// As for the real one.
+        pub unsafe fn read(&self) -> *mut T {
+            // SAFETY: loom checks the caller's promise.
+            self.0.with(|p| unsafe { *p })
+        }
+        /// # Safety
+        /// As for the real one.
+        pub unsafe fn write(&self, ptr: *mut T) {
+            // SAFETY: loom checks the caller's promise.
+            self.0.with_mut(|p| unsafe { *p = ptr })
+        }
+        pub fn get_mut(&mut self) -> *mut T {
+            // SAFETY: `&mut self`: no other access to the cell.
+            self.0.with_mut(|p| unsafe { *p })
+        }
+    }
 
     /// A compiler fence means nothing to loom, which runs the fallback
     /// barrier (a `SeqCst` fence on both sides) anyway.
