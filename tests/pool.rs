@@ -1,8 +1,15 @@
-//! The pool's semantics on one thread and across a few.
+//! The pool's semantics on one thread and across a few; and nested gets 1
+//! to 8 deep in every return order, with exact counts of where each value
+//! went (the first thread's slots, then the spill).
 
 mod common;
 
-use mempool::{spill, OwnedPoolGuard, Pool, PoolGuard};
+use common::{
+    check_identities, check_invariants, from, in_pocket, next_guard, settle, tracked_pool,
+    tracked_with, under_valgrind, Ledger, Tracked, OWNER, POCKET, SPILL,
+};
+use mempool::{spill, OwnedPoolGuard, Pool, PoolGuard, Spill};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, LazyLock};
 
@@ -416,4 +423,189 @@ fn put_says_whether_the_value_was_kept() {
         .build();
     assert_eq!(none.put(vec![4]), Err(vec![4]));
     common::check_identities(&pool.stats().unwrap(), "put");
+}
+
+// ---------------------------------------------------------------------------
+// Nested gets 1 to 8 deep in every return order, with exact counts.
+// ---------------------------------------------------------------------------
+
+/// Every order of `0..n`.
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for p in permutations(n - 1) {
+        for i in 0..=p.len() {
+            let mut q = p.clone();
+            q.insert(i, n - 1);
+            out.push(q);
+        }
+    }
+    out
+}
+
+/// The owner nests 1 to 6 gets and returns them in every order: the first
+/// two come from the owner slots, the rest from the spill (with every
+/// strategy: the first thread has no pocket besides its two slots); values are distinct and never held twice; each
+/// get is counted where it was served, and the pool makes exactly as many
+/// values as the deepest nesting (with `None`, the owner slots' two and
+/// every spilled get's).
+#[test]
+fn owner_nesting_one_to_six_deep_in_every_return_order() {
+    fn check<S: Spill<Tracked>>(name: &str, spill: S) {
+        let keeps = name != "None";
+        // The first thread has two slots with every strategy; a third value
+        // and beyond come from the spill.
+        let slots = 2;
+        let ledger = Ledger::new();
+        let pool = tracked_with(&ledger, spill);
+        let mut deepest = 0;
+        // Every order; under valgrind, every order up to 4 deep and three
+        // beyond.
+        let orders = |depth: usize| {
+            if depth <= 4 || !under_valgrind() {
+                return permutations(depth);
+            }
+            let mut interleaved: Vec<usize> = (0..depth).step_by(2).collect();
+            interleaved.extend((1..depth).step_by(2));
+            vec![
+                (0..depth).collect(),
+                (0..depth).rev().collect(),
+                interleaved,
+            ]
+        };
+        let rounds: Vec<(usize, Vec<usize>)> = (1..=6)
+            .flat_map(|depth| orders(depth).into_iter().map(move |o| (depth, o)))
+            .chain((1..=6).rev().flat_map(|depth| {
+                [(0..depth).collect(), (0..depth).rev().collect()]
+                    .into_iter()
+                    .map(move |o| (depth, o))
+            }))
+            .collect();
+        for (depth, order) in rounds {
+            let what = format!("{name}, depth {depth}, order {order:?}");
+            let before = pool.stats().unwrap();
+            let mut held: Vec<Option<(PoolGuard<'_, _, _, _, _, _>, u64)>> = (0..depth)
+                .map(|_| {
+                    let g = pool.get();
+                    let gid = next_guard();
+                    g.hold(gid);
+                    Some((g, gid))
+                })
+                .collect();
+            for (i, x) in held.iter().enumerate() {
+                let g = &x.as_ref().unwrap().0;
+                let expected = if i < 2 {
+                    OWNER
+                } else if i < slots {
+                    POCKET
+                } else {
+                    SPILL
+                };
+                assert_eq!(from(g), expected, "{what}: get {i}");
+            }
+            let ids: HashSet<usize> = held.iter().map(|x| x.as_ref().unwrap().0.id).collect();
+            assert_eq!(ids.len(), depth, "{what}: a value handed out twice");
+            for &k in &order {
+                let (g, gid) = held[k].take().unwrap();
+                g.release(gid);
+                drop(g);
+            }
+            let s = pool.stats().unwrap();
+            // Position i reuses a value if an earlier round made one there.
+            let reused = |i: usize| i < deepest && (keeps || i < 2);
+            let slot_hits = (0..depth).filter(|&i| i < slots && reused(i)).count();
+            let spill_hits = (0..depth).filter(|&i| i >= slots && reused(i)).count();
+            assert_eq!(
+                (s.slot_hits - before.slot_hits) as usize,
+                slot_hits,
+                "{what}: {s}"
+            );
+            assert_eq!(
+                (s.spill_hits - before.spill_hits) as usize,
+                spill_hits,
+                "{what}: {s}"
+            );
+            assert_eq!(
+                (s.creates - before.creates) as usize,
+                depth - slot_hits - spill_hits,
+                "{what}: {s}"
+            );
+            assert_eq!(s.returns - before.returns, depth as u64, "{what}: {s}");
+            deepest = deepest.max(depth);
+            let idle = if keeps { deepest } else { deepest.min(2) };
+            assert_eq!(s.idle, idle, "{what}: {s}");
+            check_invariants(&s);
+        }
+        assert_eq!(
+            ledger.created() - ledger.dropped(),
+            if keeps { 6 } else { 2 },
+            "{name}"
+        );
+        settle(name, &ledger, pool);
+    }
+    for_each_spill!(|name, spill| {
+        check(name, spill);
+    });
+}
+
+/// Nested gets of 1 to 8 values on one thread, returned first to last, last
+/// to first and interleaved: the first two are the thread's slots' (the
+/// owner slots: the first thread has no other pocket), the rest spilled,
+/// all distinct; the pool makes exactly as many values as the
+/// deepest nesting and counts each get where it was served.
+#[test]
+fn nested_gets_beyond_the_pocket() {
+    let ledger = Ledger::new();
+    let pool = tracked_pool(&ledger);
+    let mut deepest = 0;
+    for depth in (1..=8).chain((1..=8).rev()) {
+        deepest = usize::max(deepest, depth);
+        for order in 0..3 {
+            let what = format!("depth {depth}, order {order}");
+            let before = pool.stats().unwrap();
+            let mut held: Vec<_> = (0..depth)
+                .map(|_| {
+                    let g = pool.get();
+                    let gid = next_guard();
+                    g.hold(gid);
+                    (g, gid)
+                })
+                .collect();
+            for (i, (g, _)) in held.iter().enumerate() {
+                assert_eq!(in_pocket(g), i < 2, "{what}: get {i}: {g:?}");
+            }
+            let ids: HashSet<usize> = held.iter().map(|(g, _)| g.id).collect();
+            assert_eq!(ids.len(), depth, "{what}: a value handed out twice");
+            match order {
+                0 => held.reverse(),
+                1 => {}
+                _ => {
+                    let (even, odd): (Vec<_>, Vec<_>) =
+                        held.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+                    held = odd.into_iter().chain(even).map(|(_, g)| g).collect();
+                }
+            }
+            for (g, gid) in held {
+                g.release(gid);
+                drop(g);
+            }
+            let s = pool.stats().unwrap();
+            assert_eq!(s.creates as usize, deepest, "{what}: {s}");
+            assert_eq!(s.idle, deepest, "{what}: {s}");
+            let made = s.creates - before.creates;
+            let (slot, spilled) = (
+                s.slot_hits - before.slot_hits,
+                s.spill_hits - before.spill_hits,
+            );
+            assert_eq!(slot + spilled + made, depth as u64, "{what}: {s}");
+            if made == 0 {
+                // The owner slots' two, then the overflow.
+                assert_eq!(slot, depth.min(2) as u64, "{what}: {s}");
+            }
+            check_identities(&s, &what);
+        }
+    }
+    settle("nested", &ledger, pool);
 }

@@ -2,8 +2,10 @@
 //! creations and drops and notices when two guards hold it at once.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, Weak};
+use std::thread::JoinHandle;
 
 /// A number for each guard a test takes, so a value can record its holder.
 pub fn next_guard() -> u64 {
@@ -210,17 +212,17 @@ pub fn from_a_slot(guard: &impl std::fmt::Debug) -> bool {
 /// A loop count, a tenth of it under valgrind (where `.ci/run` sets
 /// `MEMPOOL_STRESS_CYCLES` and threads run one at a time, 50 times slower).
 pub fn scaled(n: usize) -> usize {
-    under_valgrind(n, 10)
+    shrunk_under_valgrind(n, 10)
 }
 
 /// A loop count for the longest stress loops: a fiftieth of it under
 /// valgrind.
 pub fn heavy(n: usize) -> usize {
-    under_valgrind(n, 50)
+    shrunk_under_valgrind(n, 50)
 }
 
-fn under_valgrind(n: usize, divisor: usize) -> usize {
-    if std::env::var_os("MEMPOOL_STRESS_CYCLES").is_some() {
+fn shrunk_under_valgrind(n: usize, divisor: usize) -> usize {
+    if under_valgrind() {
         (n / divisor).max(1)
     } else {
         n
@@ -419,4 +421,189 @@ pub fn hooked_pool(
     );
     shared.set(Arc::downgrade(&pool)).unwrap();
     pool
+}
+
+/// Whether the tests run under valgrind (`.ci/run` sets
+/// `MEMPOOL_STRESS_CYCLES` there), where threads run one at a time, so that
+/// a thread spinning for another waits for a thread switch.
+pub fn under_valgrind() -> bool {
+    std::env::var_os("MEMPOOL_STRESS_CYCLES").is_some()
+}
+
+// ---------------------------------------------------------------------------
+// Where a guard's value lives.
+// ---------------------------------------------------------------------------
+
+pub const OWNER: &str = "owner slot";
+pub const POCKET: &str = "pocket";
+pub const SPILL: &str = "spill";
+
+/// Where a guard's value lives, from its `Debug`: "owner slot", "pocket" or
+/// "spill".
+pub fn from(guard: &impl std::fmt::Debug) -> &'static str {
+    let shown = format!("{guard:?}");
+    for place in [OWNER, POCKET, SPILL] {
+        if shown.ends_with(&format!("from: \"{place}\" }}")) {
+            assert_eq!(from_a_slot(guard), place != SPILL, "{shown}");
+            return place;
+        }
+    }
+    panic!("a guard from nowhere: {shown}")
+}
+
+/// Whether a guard's value lives in a slot of a pocket: a thread's, or the
+/// owner slots, which are a pocket too (from its `Debug`).
+pub fn in_pocket(guard: &impl std::fmt::Debug) -> bool {
+    from_a_slot(guard)
+}
+
+/// Whether a guard's value lives in a thread's pocket, not the owner slots.
+pub fn in_a_thread_pocket(guard: &impl std::fmt::Debug) -> bool {
+    format!("{guard:?}").contains("\"pocket\"")
+}
+
+/// Makes a thread that exits at once the pool's owner, and takes its value
+/// out of the pool: the owner slots stay empty for good, so every thread of
+/// the test uses its pocket, as every thread but a pool's first does. The
+/// pool's stats count one get, one create and one take.
+pub fn owner_gone<T, C, R, S, M>(pool: &mempool::Pool<T, C, R, S, M>)
+where
+    mempool::Pool<T, C, R, S, M>: Sync,
+    C: Fn() -> T,
+    R: mempool::Reset<T>,
+    S: mempool::Spill<T>,
+    M: mempool::StatsLayer,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| drop(mempool::PoolGuard::take(pool.get())));
+    });
+}
+
+// ---------------------------------------------------------------------------
+// A thread's `ThreadSlots` index, and a new thread that inherits it.
+// ---------------------------------------------------------------------------
+
+/// A probe that tells which `ThreadSlots` index the calling thread holds: the
+/// address of its slot in a `ThreadSlots` of the tests' own. The index is
+/// the same in every `ThreadSlots`, so it names the thread's pocket in every
+/// pool.
+pub fn slot_address() -> usize {
+    use mempool_policies::sync::ThreadSlots;
+    static PROBE: OnceLock<ThreadSlots<AtomicUsize>> = OnceLock::new();
+    PROBE
+        .get_or_init(ThreadSlots::new)
+        .get()
+        .map_or(0, |slot| slot as *const AtomicUsize as usize)
+}
+
+/// Runs `f` on a new thread that received the `ThreadSlots` index whose probe
+/// address is `slot` (an exited thread's), if one does within 256 tries:
+/// threads that get another index stay parked until one gets this one
+/// (indices are handed out lowest first). `None` if threads of other tests
+/// kept the index the whole time.
+pub fn on_inherited_index<R: Send + 'static>(
+    slot: usize,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Option<JoinHandle<R>> {
+    let f = Arc::new(Mutex::new(Some(f)));
+    let mut parked = Vec::new();
+    let mut found = None;
+    for _ in 0..256 {
+        let (info_tx, info_rx) = mpsc::channel();
+        let (free_tx, free_rx) = mpsc::channel::<()>();
+        let f = Arc::clone(&f);
+        let handle = std::thread::spawn(move || {
+            if slot_address() != slot {
+                info_tx.send(false).unwrap();
+                let _ = free_rx.recv();
+                return None;
+            }
+            info_tx.send(true).unwrap();
+            let f = f.lock().unwrap().take().unwrap();
+            Some(f())
+        });
+        if info_rx.recv().unwrap() {
+            found = Some(handle);
+            break;
+        }
+        parked.push((handle, free_tx));
+    }
+    for (handle, free) in parked {
+        drop(free);
+        assert!(handle.join().unwrap().is_none());
+    }
+    found.map(|handle| {
+        std::thread::spawn(move || handle.join().unwrap().expect("the inheritor ran"))
+    })
+}
+
+/// Runs `round` `rounds` times; each says whether a new thread received
+/// the index it waited for (threads of other tests may keep it, so a round
+/// may check less). Fails if no round ever saw the index passed on.
+pub fn rounds_passing_an_index_on(rounds: usize, what: &str, mut round: impl FnMut(usize) -> bool) {
+    let passed_on = (0..rounds).filter(|&r| round(r)).count();
+    eprintln!("rounds in which a new thread inherited {what}: {passed_on} of {rounds}");
+    assert!(
+        passed_on > 0,
+        "no thread ever received the exited thread's index"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// What a hook of a [`hooked_pool`] does when it uses its own pool.
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    /// Set while a hook or a `Drop` uses its pool, so that what that use
+    /// runs does not use it again (endless recursion would be the user's
+    /// bug).
+    pub static IN_HOOK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Everything a hook can do with its own pool while the value being
+/// returned still holds its pocket slot.
+pub fn reenter(pool: &Hooked, knobs: &Knobs) {
+    if IN_HOOK.with(|f| f.replace(true)) {
+        return;
+    }
+    let a = pool.get();
+    a.use_for(|| ());
+    if let Some(g) = pool.try_get() {
+        g.use_for(|| ());
+    }
+    let t = mempool::PoolGuard::take(pool.get());
+    let _ = pool.put(t);
+    pool.trim();
+    drop((pool.get(), pool.get()));
+    pool.decay();
+    pool.decay();
+    let _ = (pool.idle(), pool.stats(), format!("{pool:?}"));
+    drop(a);
+    knobs.reentered.fetch_add(1, SeqCst);
+    IN_HOOK.with(|f| f.set(false));
+}
+
+/// Everything a hook can do with its own pool while the value being returned
+/// still holds its owner slot: get (nested three deep, so both free slots
+/// and beyond), `try_get`, take and put, trim, decay twice.
+pub fn reenter_three_deep(pool: &Hooked, knobs: &Knobs) {
+    if IN_HOOK.with(|f| f.replace(true)) {
+        return;
+    }
+    let (a, b, c) = (pool.get(), pool.get(), pool.get());
+    a.use_for(|| b.use_for(|| c.use_for(|| ())));
+    drop(c);
+    if let Some(g) = pool.try_get() {
+        g.use_for(|| ());
+    }
+    let t = mempool::PoolGuard::take(pool.get());
+    let _ = pool.put(t);
+    pool.trim();
+    drop(pool.get());
+    pool.decay();
+    pool.decay();
+    let _ = (pool.idle(), pool.stats(), format!("{pool:?}"));
+    drop((a, b));
+    knobs.reentered.fetch_add(1, SeqCst);
+    IN_HOOK.with(|f| f.set(false));
 }
