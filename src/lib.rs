@@ -1,20 +1,20 @@
 //! A fast, thread-safe pool for reusing allocations.
 //!
 //! Make an expensive value once (a buffer, a parser's or regex's scratch
-//! space, per-request state) and reuse it on every call. The first thread to
-//! use a pool becomes its *owner* and gets its values from two slots inside
-//! the pool, which take no lock and no read-modify-write atomic: a
-//! thread-local read, three atomic loads and one store to get, one store to
-//! return. With the default strategy every other thread gets the same kind
-//! of path from a pocket of its own (two such slots, found through a
-//! per-thread cache). Other *spill strategies* (a lock, a lock-free queue, a
-//! ring with a ceiling, nothing) decide how the rest of the idle values are
-//! kept and how many; with them, every get but the owner's goes to the
-//! strategy.
+//! space, per-request state) and reuse it on every call, from any number of
+//! threads. The first thread to use a pool gets two *slots* inside the pool;
+//! with the default strategy every other thread gets two of its own, a
+//! *pocket*. A get takes a value from the calling thread's first slot (its
+//! second, when it nests) with a thread-local read, three loads and a store
+//! (no lock, no read-modify-write atomic, no fence), and its guard gives it
+//! back with one store; that much inlines into the caller, and everything
+//! else is one call out of line.
+//! *Spill strategies* (a lock-free overflow, sharded locks, a queue, a
+//! ceiling, nothing) keep the other idle values.
 //!
 //! ```
 //! use mempool::{spill, Pool, PoolGuard};
-//! use std::sync::{Arc, LazyLock};
+//! use std::sync::Arc;
 //!
 //! let pool = Pool::builder().create(Vec::<u8>::new).reset(Vec::clear).build();
 //! {
@@ -23,19 +23,19 @@
 //! }                                          // reset, then kept for reuse
 //! assert!(pool.get().is_empty());
 //!
-//! let pool = Pool::new(|| String::with_capacity(64));          // shorthand, no reset
-//! static POOL: LazyLock<Pool<String>> = LazyLock::new(|| Pool::new(String::new)); // nameable with defaults
+//! let pool = Pool::new(|| String::with_capacity(64));   // shorthand, no reset
+//! static POOL: Pool<String> = Pool::new(String::new);   // a const fn: a static as it is
 //!
 //! let bounded = Pool::builder().create(Vec::<u8>::new).spill(spill::Bounded::new(32)).prefill(8).build();
-//! assert_eq!(bounded.idle(), 8);
+//! assert_eq!(bounded.idle(), 8);             // at most 32 idle, ever, slots included
 //!
 //! let shared = Arc::new(Pool::new(Vec::<u8>::new));
 //! let g = shared.get_owned();                // 'static guard holding the Arc; Send when T: Send
 //! std::thread::spawn(move || drop(g));
 //!
 //! let v: String = PoolGuard::take(pool.get()); // keep the value; it never returns
-//! pool.put(v);                               // hand a value in; reset applies
-//! let idle: usize = pool.idle();             // values held now, pockets included
+//! assert!(pool.put(v).is_ok());              // hand a value in; reset applies; Err if refused
+//! let idle: usize = pool.idle();             // values held now, every slot's included
 //! let dropped: usize = pool.trim();          // drop every idle value, return how many
 //! assert_eq!((idle, dropped, pool.idle()), (1, 1, 0));
 //! ```
@@ -44,62 +44,149 @@
 //!
 //! Chosen with [`PoolBuilder::spill`]; all live in [`spill`]:
 //!
-//! - [`spill::PerThread`] (the default): each thread keeps up to two idle
-//!   values in a pocket on its own cache line, and more in a shared
-//!   lock-free overflow; a thread whose pocket is empty takes from the
-//!   overflow, then from another thread's pocket, before creating. A get
-//!   from the own pocket is plain loads and stores (no read-modify-write, no
-//!   fence), and its guard returns the value there with one store, from any
-//!   thread; memory follows how many values are in use at once. Every
-//!   thread has a path like the owner's.
-//! - [`spill::Mutex`]: per-thread shards of `parking_lot` locks around
-//!   unbounded stacks.
+//! - [`spill::PerThread`] (the default): every thread has a pocket of two
+//!   slots on a cache line of its own, in front of a shared lock-free
+//!   overflow; a thread whose slots are empty takes from the overflow, then
+//!   from another thread's slots, before creating. Memory follows how many
+//!   values are in use at once.
+//! - [`spill::Mutex`]: per-thread shards of locks (std's, or `parking_lot`'s
+//!   with that feature) around unbounded stacks.
 //! - [`spill::LockFree`]: one shared lock-free queue; no thread ever waits.
-//! - [`spill::Bounded`]: a lock-free ring that keeps at most `n` values.
-//! - [`spill::None`]: keeps nothing; only the owner slot reuses.
+//! - [`spill::Bounded`]: a hard ceiling of `n` idle values in all, the
+//!   first thread's slots included.
+//! - [`spill::None`]: keeps nothing; only the first thread's slots reuse.
 //!
-//! With every strategy but `PerThread`, only the owner (the first thread to
-//! get) has a fast path; the others go to the strategy. That is what a pool
-//! mostly used by one thread, or one that needs a hard ceiling (`Bounded`:
-//! at most `n` idle values and the owner slots' two), wants.
+//! A strategy says whether other threads get pockets
+//! ([`Spill::pockets`]): with every strategy but `PerThread`, only the first
+//! thread has slots, and the others go to the strategy. That is what a pool
+//! mostly used by one thread, or one that needs a hard ceiling, wants.
 //!
 //! The default is [`spill::PerThread`] because it was the fastest in the
-//! crate's contention benchmarks (2, 4 and 8 threads on one pool, and a thread
-//! nesting gets) while keeping memory bounded by the values in use at once;
-//! the README's performance section has the numbers.
+//! crate's benchmarks, on one thread and on many, while keeping memory
+//! bounded by the values in use at once; the README's performance section
+//! has the numbers.
 //!
-//! Values must be `Send` ([`Pool::new`] and [`Pool::builder`] ask for it):
-//! a pool exists to move values between threads. For values that are not,
-//! one thread's `Vec` of spares does the job.
+//! A pool is `Sync` when its values are `Send`: it exists to move values
+//! between threads. Its constructors have no bounds ([`Pool::new`] is a
+//! `const fn`); [`Pool::get`] asks for what it needs.
 //!
 //! # Fast paths that other threads can still reach
 //!
-//! The owner slots and the default strategy's pockets are taken and refilled
-//! by their own thread with plain loads and stores. Other threads still take
-//! idle values out of them (to reuse a value instead of creating one, in
-//! [`Pool::trim`], and when the pool is dropped) through an *asymmetric
-//! barrier*: the thief announces itself and then forces a memory barrier on
-//! every running thread of the process (Linux's `membarrier`, a few hundred
-//! nanoseconds), while the slot's own thread needs only a compiler fence.
-//! Where `membarrier` is missing (other systems, old kernels, seccomp), both
-//! sides use a `SeqCst` fence instead, chosen once per process; set
-//! `MEMPOOL_BARRIER=fence` to force that. So `trim` on any thread empties
-//! the pool, and when a thread exits, its idle values go to the threads
-//! that come after it.
+//! Slots are taken and refilled by their own thread with plain loads and
+//! stores. Other threads still take idle values out of them (to reuse a
+//! value instead of creating one, in [`Pool::trim`] and [`Pool::decay`],
+//! and when the pool is dropped) through an *asymmetric barrier*: the thief
+//! announces itself and then forces a memory barrier on every running thread
+//! of the process (Linux's `membarrier`, a few hundred nanoseconds), while
+//! the slot's own thread needs only a compiler fence. Where `membarrier` is
+//! missing (other systems, old kernels, seccomp), both sides use a `SeqCst`
+//! fence instead, chosen once per process; set `MEMPOOL_BARRIER=fence` to
+//! force that. So `trim` on any thread empties the pool, and when a thread
+//! exits, its idle values go to the threads that come after it.
 //!
 //! # Panics in hooks
 //!
 //! If `create` panics, the `get` that called it panics and the pool is left
-//! as it was. If `reset` panics, the value being returned is dropped (never
-//! handed out half-reset) and the pool stays usable.
+//! as it was. If `reset` (or `retain`) panics, the value being returned is
+//! dropped (never handed out half-reset) and the pool stays usable.
+//!
+//! # Fork
+//!
+//! Forking a process while another of its threads is inside the pool can
+//! hang the child, as with any lock in a threaded process: a lock or a
+//! queue slot that thread held at the fork stays held in the child, where
+//! the thread does not exist (seen with `spill::Mutex`, `spill::LockFree`
+//! and `spill::Bounded`). Forking a quiet process works: the child's pools
+//! are usable, and `membarrier`'s registration carries over to it. The
+//! child's one thread is the forking thread, with its thread-locals, so it
+//! keeps that thread's slots.
+//!
+//! # Embedding: a pool type of your own
+//!
+//! A library with a pool of its own (regex-automata's has this shape) can
+//! keep its types and wrap this crate: a `Pool<T, F = fn() -> T>` with a
+//! `const`, unbounded `new`, a `get`, and a guard with `Deref`, `DerefMut`
+//! and an associated `put` that gives the value back before the guard goes
+//! out of scope. No `unsafe`, and the guard's auto traits, variance and
+//! lifetime follow this crate's.
+//!
+//! ```
+//! mod pool {
+//!     use std::fmt;
+//!
+//!     /// Values made by `F`, reused across threads.
+//!     pub struct Pool<T, F = fn() -> T>(mempool::Pool<T, F>);
+//!
+//!     impl<T, F> Pool<T, F> {
+//!         /// No bounds, and `const`: `static`s and generic code need none.
+//!         pub const fn new(create: F) -> Pool<T, F> {
+//!             Pool(mempool::Pool::new(create))
+//!         }
+//!     }
+//!
+//!     impl<T: Send, F: Fn() -> T> Pool<T, F> {
+//!         pub fn get(&self) -> PoolGuard<'_, T, F> {
+//!             PoolGuard(self.0.get())
+//!         }
+//!     }
+//!
+//!     /// A value from the pool; it goes back when the guard is dropped.
+//!     pub struct PoolGuard<'a, T: Send, F: Fn() -> T>(mempool::PoolGuard<'a, T, F>);
+//!
+//!     impl<'a, T: Send, F: Fn() -> T> PoolGuard<'a, T, F> {
+//!         /// Gives the value back to the pool now.
+//!         pub fn put(this: PoolGuard<'_, T, F>) {
+//!             drop(this);
+//!         }
+//!     }
+//!
+//!     impl<'a, T: Send, F: Fn() -> T> std::ops::Deref for PoolGuard<'a, T, F> {
+//!         type Target = T;
+//!         fn deref(&self) -> &T {
+//!             &self.0
+//!         }
+//!     }
+//!
+//!     impl<'a, T: Send, F: Fn() -> T> std::ops::DerefMut for PoolGuard<'a, T, F> {
+//!         fn deref_mut(&mut self) -> &mut T {
+//!             &mut self.0
+//!         }
+//!     }
+//!
+//!     impl<T: fmt::Debug, F> fmt::Debug for Pool<T, F> {
+//!         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+//!             f.debug_tuple("Pool").finish_non_exhaustive()
+//!         }
+//!     }
+//! }
+//!
+//! struct Cache(Vec<u32>);
+//! static CACHES: pool::Pool<Cache> = pool::Pool::new(|| Cache(Vec::with_capacity(64)));
+//!
+//! let mut cache = CACHES.get();
+//! cache.0.push(1);
+//! pool::PoolGuard::put(cache);
+//! std::thread::spawn(|| assert!(CACHES.get().0.capacity() >= 64)).join().unwrap();
+//! ```
+//!
+//! What an embedder gains and gives up against regex-automata's pool: an
+//! idle value is shared across threads (its thread's slots are reachable by
+//! others through the barrier), so a thread reuses an exited or idle
+//! thread's value instead of creating one, and memory follows the values in
+//! use rather than the threads that ever asked; the first thread's value
+//! may therefore move to another thread, which regex-automata's owner value
+//! never does. `trim`, `decay` and stats come for free. The pool's `Debug`
+//! shows its slots' states and its strategy, not the values.
 //!
 //! # Features
 //!
-//! Both off by default.
+//! All off by default.
 //!
 //! - `serde`: [`Stats`] is `Serialize` and `Deserialize`.
 //! - `prometheus`: the `prometheus` module, whose `PoolCollector` exports
 //!   pools' stats to a `prometheus-client` registry, read at scrape time.
+//! - `parking_lot`: [`spill::Mutex`] locks `parking_lot`'s mutex instead of
+//!   std's.
 #![deny(missing_docs)]
 // Every unsafe operation in a block of its own, with its `// SAFETY:`
 // proof, in unsafe fns too (a crate attribute, not a `[lints]` entry, so

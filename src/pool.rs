@@ -6,6 +6,17 @@ use mempool_policies::{LockFree, PerThread};
 use std::fmt;
 use std::sync::Arc;
 
+/// Marks a pending take (see `Pool::first_hit`) as the second slot's. The
+/// steal word's bits are the low four.
+const SECOND: u8 = 0x80;
+
+/// Does nothing, out of line: called where a get goes on to the second
+/// slot, it tells the compiler that this path is rare, so that the first
+/// slot's hit falls straight through to the caller's code.
+#[cold]
+#[inline(never)]
+fn second_slot_next() {}
+
 /// A thread-safe pool of reusable values.
 ///
 /// The first thread to call [`get`](Pool::get) becomes the pool's *first
@@ -161,9 +172,10 @@ where
     /// value's address, comes with the state) and a store; on another thread
     /// with the default strategy and a value idle in its pocket, the same
     /// plus a thread-local read and a compare (the pocket's address, cached
-    /// per thread). That much is inlined into the caller; everything else is
-    /// one call: a value from the thread's second slot, else the spill, else
-    /// an idle value anywhere in the pool, else `create`.
+    /// per thread). A nested get takes from the second slot the same way.
+    /// That much is inlined into the caller; everything else is one call: a
+    /// value from the spill, else an idle value anywhere in the pool, else
+    /// `create`.
     ///
     /// # Panics
     ///
@@ -205,23 +217,36 @@ where
         OwnedPoolGuard::new(Arc::clone(self), lent)
     }
 
-    /// The inlined part of a get: the caller's first slot, if the caller has
-    /// slots at hand and that one is idle. `Err(word)`: if not 0, the slot is
-    /// marked in use, but its steal word says a thief may be about (or the
+    /// The inlined part of a get: one of the caller's two slots, if the
+    /// caller has slots at hand and one is idle (the second only when the
+    /// first is not, so a nested get is a hit too). `Err(pending)`: if not
+    /// 0, the slot ([`SECOND`] says which) is marked in use, but its steal
+    /// word (the rest of `pending`) says a thief may be about (or the
     /// fallback barrier is on), and the call out of line must settle it
-    /// first.
+    /// first. Each hit returns on its own, so that the first slot's path
+    /// carries nothing of the second's.
     #[inline(always)]
     fn first_hit(&self) -> Result<Lent<T>, u8> {
         let mine = self.slots.mine().ok_or(0)?;
-        let word = mine.begin_first().ok_or(0)?;
-        if word != 0 {
-            return Err(word);
+        match mine.begin(0) {
+            Some(0) => {
+                self.stats.count(Event::SlotHit);
+                return Ok(mine.lent(0));
+            }
+            Some(word) => return Err(word),
+            None => second_slot_next(),
         }
-        self.stats.count(Event::SlotHit);
-        Ok(mine.first_lent())
+        match mine.begin(1) {
+            Some(0) => {
+                self.stats.count(Event::SlotHit);
+                Ok(mine.lent(1))
+            }
+            Some(word) => Err(word | SECOND),
+            None => Err(0),
+        }
     }
 
-    /// Every get but a first-slot hit, out of line.
+    /// Every get but a slot hit, out of line.
     #[cold]
     #[inline(never)]
     fn take_cold(&self, pending: u8) -> Lent<T> {
@@ -231,8 +256,8 @@ where
         }
     }
 
-    /// A get's slow part: the first slot after all (the steal word only
-    /// asked for the fallback fence), the second slot, an idle value from
+    /// A get's slow part: the slot of a pending take after all (its steal
+    /// word only asked for the fallback fence), either slot, an idle value from
     /// the spill or elsewhere, else (if `create`) a new one. The value then
     /// goes into an empty slot of the caller's if it has one, lent to the
     /// guard; the first get of the pool claims the first thread's slots for
@@ -242,9 +267,10 @@ where
         if pending != 0 {
             // The same pocket `first_hit` found: nothing changed since.
             let mine = self.slots.mine().expect("the pocket of a pending take");
-            if mine.settle_first(pending) {
+            let slot = usize::from(pending & SECOND != 0);
+            if mine.settle(slot, pending & !SECOND) {
                 self.stats.count(Event::SlotHit);
-                return Some(mine.first_lent());
+                return Some(mine.lent(slot));
             }
         }
         let pockets = self.spill.pockets() && self.spill.ceiling().is_none();

@@ -136,32 +136,32 @@ impl<'a, T> Mine<'a, T> {
         }
     }
 
-    /// The inline half of a take from the first slot: `None` if it is not
-    /// full; else the steal word (0: [`first_lent`](Mine::first_lent) is
-    /// ours; else [`settle_first`](Mine::settle_first) decides, before the
-    /// pocket is touched again).
+    /// The first half of a take from slot `i` (0 or 1): `None` if it is not
+    /// full; else the steal word (0: [`lent`](Mine::lent) is ours; else
+    /// [`settle`](Mine::settle) decides, before the pocket is touched
+    /// again).
     #[inline(always)]
-    pub(crate) fn begin_first(self) -> Option<u8> {
+    pub(crate) fn begin(self, i: usize) -> Option<u8> {
         // SAFETY: `Mine` is only ever made for the pocket's own thread.
-        unsafe { self.pocket.first().begin_take() }
+        unsafe { self.pocket.slots()[i].begin_take() }
     }
 
-    /// The first slot's value, lent, after `begin_first` returned 0 or
-    /// `settle_first` true.
+    /// Slot `i`'s value, lent, after `begin(i)` returned 0 or `settle(i, _)`
+    /// true.
     #[inline(always)]
-    pub(crate) fn first_lent(self) -> Lent<T> {
-        let slot = self.pocket.first();
-        // SAFETY: the take of the first slot succeeded (the caller's use, as
+    pub(crate) fn lent(self, i: usize) -> Lent<T> {
+        let slot = &self.pocket.slots()[i];
+        // SAFETY: the take of slot `i` succeeded (the caller's use, as
         // documented), by its own thread, and nothing ended it.
         Lent::from_slot(unsafe { slot.value() }, slot)
     }
 
-    /// Whether the take of the first slot, whose `begin_first` just saw
-    /// `word` (not 0), got the value.
-    pub(crate) fn settle_first(self, word: u8) -> bool {
-        // SAFETY: own thread, and `word` is what `begin_first` just returned
+    /// Whether the take of slot `i`, whose `begin(i)` just saw `word` (not
+    /// 0), got the value.
+    pub(crate) fn settle(self, i: usize, word: u8) -> bool {
+        // SAFETY: own thread, and `word` is what `begin(i)` just returned
         // (as documented).
-        unsafe { self.pocket.first().settle(word) }
+        unsafe { self.pocket.slots()[i].settle(word) }
     }
 
     /// An idle value from either slot, lent.
