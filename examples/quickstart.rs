@@ -30,7 +30,7 @@ fn main() {
         .stats()
         .build();
 
-    // One thread: the owner slot serves every get.
+    // One thread: its first slot serves every get.
     let start = Instant::now();
     for _ in 0..ROUNDS {
         let mut buf = pool.get();
@@ -69,7 +69,7 @@ fn main() {
     let s = pool.stats().expect("stats are on");
     println!("then {THREADS} more threads, {ROUNDS} gets each:");
     println!(
-        "  buffers made in all: {} for {} gets; {} idle now (owner slot included)",
+        "  buffers made in all: {} for {} gets; {} idle now (the slots' included)",
         s.creates, s.gets, s.idle
     );
     println!("  {s}");

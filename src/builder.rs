@@ -120,7 +120,7 @@ impl<T, C, R, S, M, K> PoolBuilder<T, C, R, S, M, K> {
         }
     }
 
-    /// The strategy that keeps values beyond the owner slots: one of
+    /// The strategy that keeps values beyond the threads' slots: one of
     /// [`crate::spill`]'s, or your own [`Spill`].
     ///
     /// ```

@@ -273,7 +273,7 @@ struct Family {
 #[rustfmt::skip]
 const FAMILIES: &[Family] = &[
     Family { name: "mempool_gets", help: "Guards handed out.", kind: MetricType::Counter, value: |s| s.gets },
-    Family { name: "mempool_slot_hits", help: "Gets served by a slot: the owner slots, or the calling thread's pocket.", kind: MetricType::Counter, value: |s| s.slot_hits },
+    Family { name: "mempool_slot_hits", help: "Gets served by a slot: the calling thread's, or another thread's idle one.", kind: MetricType::Counter, value: |s| s.slot_hits },
     Family { name: "mempool_spill_hits", help: "Gets served by a value reused from the spill.", kind: MetricType::Counter, value: |s| s.spill_hits },
     Family { name: "mempool_creates", help: "Values made by the create hook, prefill included.", kind: MetricType::Counter, value: |s| s.creates },
     Family { name: "mempool_prefilled", help: "Values made by prefill.", kind: MetricType::Counter, value: |s| s.prefilled },

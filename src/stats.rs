@@ -52,9 +52,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Stats {
     /// Guards handed out (`get` and `get_owned`).
     pub gets: u64,
-    /// Gets served by a slot's value without creating: by the owner slots,
-    /// on the owner thread or on another thread that took an idle value
-    /// over, and with `PerThread` by the calling thread's own pocket.
+    /// Gets served by a slot's value without creating: by one of the calling
+    /// thread's slots (the first thread's inside the pool, or its pocket),
+    /// or by another thread's idle slot value taken over.
     pub slot_hits: u64,
     /// Gets served by a value reused from the spill.
     pub spill_hits: u64,
