@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release -p mempool-benches --example instructions
-//! for case in default owner-slot stats boxed mempool-0.3.1 nested fresh thread_local; do
+//! for case in default owner-slot stats boxed mempool-0.3.1 nested fresh thread_local const-static lazy-static; do
 //!     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 //!         target/release/examples/instructions $case 2>&1 | grep refs
 //! done
@@ -110,6 +110,38 @@ fn main() {
                 });
             });
         }
+        // A pool in a `static`, made by the `const` `Pool::new`, used from a
+        // handler that is never inlined: no lazy initialisation to check.
+        "const-static" => {
+            static POOL: mempool::Pool<Vec<u8>> = mempool::Pool::new(buffer);
+            #[inline(never)]
+            fn handler() {
+                let mut v = POOL.get();
+                v.push(black_box(1));
+                v.clear();
+            }
+            for _ in 0..n {
+                handler();
+            }
+        }
+        // The same pool type and handler, the `static` made on first use.
+        "lazy-static" => {
+            static POOL: std::sync::LazyLock<mempool::Pool<Vec<u8>>> =
+                std::sync::LazyLock::new(|| mempool::Pool::new(buffer));
+            #[inline(never)]
+            fn handler() {
+                let mut v = POOL.get();
+                v.push(black_box(1));
+                v.clear();
+            }
+            for _ in 0..n {
+                handler();
+            }
+        }
         _ => {}
     }
+}
+
+fn buffer() -> Vec<u8> {
+    Vec::with_capacity(256)
 }
