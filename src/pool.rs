@@ -2,6 +2,7 @@ use crate::guard::{OwnedPoolGuard, PoolGuard};
 use crate::slots::{Lent, Mine, Slots};
 use crate::stats::{Event, NoStats, Stats, StatsLayer};
 use crate::{DefaultSpill, NoReset, Reset, Spill};
+use mempool_policies::sync::Mutex;
 use mempool_policies::{LockFree, PerThread};
 use std::fmt;
 use std::sync::Arc;
@@ -93,6 +94,12 @@ pub struct Pool<T, C = fn() -> T, R = NoReset, S = DefaultSpill<T>, M = NoStats>
     /// Values that were idle at the last `decay`: reused when the spill has
     /// none, dropped by the next `decay` if still here (Go's victim cache).
     victims: LockFree<T>,
+    /// Taken only with a spill that has a ceiling, around each step that
+    /// adds to what the ceiling counts (a value kept idle, a value lent into
+    /// one of the first thread's slots) and around `decay`'s setting
+    /// aside: so that the count it checks stays true until the step is
+    /// done. Every other step only takes away from that count.
+    ceiling_lock: Mutex<()>,
 }
 
 // A panic in a hook leaves the pool consistent (crate docs, "Panics in
@@ -152,6 +159,7 @@ impl<T, C, R, S, M> Pool<T, C, R, S, M> {
                 spill,
                 stats,
                 victims: LockFree::new(),
+                ceiling_lock: Mutex::new(()),
             }
         }
     }
@@ -293,10 +301,18 @@ where
                 .or_else(|| unclaimed.then(|| self.slots.find_mine(pockets)).flatten())
         });
         Some(match mine {
-            Some(mine) => match mine.lend(value, self.slot_room()) {
-                Ok(lent) => lent,
-                Err(value) => Lent::boxed(value, self),
-            },
+            Some(mine) => {
+                // A value lent from a slot comes back with a store that
+                // checks nothing, so under a ceiling it takes its place now.
+                // At the ceiling it is lent boxed instead, and its return
+                // makes room as any kept value does.
+                let lend = |value| mine.lend(value, self.slot_room());
+                let lent = match self.spill.ceiling() {
+                    Some(ceiling) => self.within_ceiling(ceiling, value, false, lend),
+                    None => lend(value),
+                };
+                lent.unwrap_or_else(|value| Lent::boxed(value, self))
+            }
             None => Lent::boxed(value, self),
         })
     }
@@ -400,9 +416,16 @@ where
     /// thread has its slots at hand), else in the spill; hands it back if
     /// the spill refuses it, or if keeping it would break a ceiling.
     fn keep_idle(&self, value: Box<T>) -> Result<(), Box<T>> {
-        if !self.room_under_ceiling() {
-            return Err(value);
+        match self.spill.ceiling() {
+            Some(ceiling) => {
+                self.within_ceiling(ceiling, value, true, |value| self.keep_here(value))
+            }
+            None => self.keep_here(value),
         }
+    }
+
+    /// `keep_idle` without the ceiling.
+    fn keep_here(&self, value: Box<T>) -> Result<(), Box<T>> {
         let value = match self.slots.mine() {
             Some(mine) => match mine.keep(value, self.slot_room()) {
                 Ok(()) => return Ok(()),
@@ -420,27 +443,54 @@ where
         Ok(())
     }
 
-    /// Whether one more idle value fits under the spill's ceiling, if it has
-    /// one. The count includes the values lent from the first thread's
-    /// slots: each comes back to its slot with a store that checks nothing,
-    /// so its place is kept for it. When the pool is full, a value `decay`
-    /// set aside makes room: it is dropped (counted as decayed), and the new
-    /// value takes its place; below the ceiling, set-aside values stay until
-    /// the next `decay`.
-    fn room_under_ceiling(&self) -> bool {
-        let Some(ceiling) = self.spill.ceiling() else {
-            return true;
-        };
-        if self.idle() + self.slots.lent() < ceiling {
-            return true;
+    /// What a ceiling counts: every idle value and every value lent from
+    /// the first thread's slots (a pool with a ceiling gives no thread a
+    /// pocket). While `ceiling_lock` is held, other threads can only take
+    /// away from it.
+    fn ceiling_count(&self) -> usize {
+        self.slots.first_held() + self.spill.len() + self.victims.len()
+    }
+
+    /// Runs `add`, which puts `value` where the ceiling counts it (idle, or
+    /// lent from one of the first thread's slots), only if the ceiling
+    /// holds afterwards; else hands `value` back. Under `ceiling_lock`, so
+    /// no other thread adds in between. At the ceiling, if `replace`, a
+    /// value that `decay` set aside makes room, and is dropped (counted as
+    /// decayed) only once `add` has kept the new one; below the ceiling,
+    /// set-aside values stay until the next `decay`. (Not for a lend: a
+    /// set-aside value whose `Drop` panics would unwind through the get and
+    /// leave its slot lent to nobody.)
+    fn within_ceiling<K>(
+        &self,
+        ceiling: usize,
+        value: Box<T>,
+        replace: bool,
+        add: impl FnOnce(Box<T>) -> Result<K, Box<T>>,
+    ) -> Result<K, Box<T>> {
+        let lock = self.ceiling_lock.lock();
+        if self.ceiling_count() < ceiling {
+            return add(value);
         }
-        match self.victims.pop() {
-            Some(stale) => {
+        let Some(stale) = replace.then(|| self.victims.pop()).flatten() else {
+            return Err(value);
+        };
+        // If `add` panics (a user's spill), `stale` is dropped in the unwind
+        // and counted by this; once counted, its own `Drop` may panic.
+        let dropping = CountOnUnwind(&self.stats, Event::Decayed(1));
+        let added = add(value);
+        std::mem::forget(dropping);
+        match added {
+            Ok(kept) => {
+                drop(lock);
                 self.stats.count(Event::Decayed(1));
                 drop(stale);
-                true
+                Ok(kept)
             }
-            None => false,
+            Err(value) => {
+                // An unbounded queue: never refuses.
+                let _ = self.victims.push(stale);
+                Err(value)
+            }
         }
     }
 
@@ -532,7 +582,7 @@ where
     pub fn prefill(&self, n: usize) {
         for _ in 0..n {
             if let Some(ceiling) = self.spill.ceiling() {
-                if self.idle() + self.slots.lent() >= ceiling {
+                if self.ceiling_count() >= ceiling {
                     return;
                 }
             }
@@ -638,6 +688,9 @@ where
         // this pool, and a panicking one must not keep the others alive. The
         // spill's first: a user's strategy may panic in `drain`, and then
         // nothing the pool took out itself is lost uncounted.
+        // Under a ceiling, no value may be kept in the room the values set
+        // aside leave until they are counted again, as victims.
+        let lock = self.spill.ceiling().map(|_| self.ceiling_lock.lock());
         let mut idle = self.spill.drain();
         let stale = self.victims.drain();
         self.slots.steal_all(&mut idle);
@@ -645,6 +698,7 @@ where
             // An unbounded queue: never refuses.
             let _ = self.victims.push(value);
         }
+        drop(lock);
         let dropped = stale.len();
         self.stats.count(Event::Decayed(dropped));
         drop(stale);

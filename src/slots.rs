@@ -330,13 +330,15 @@ impl<T> Slots<T> {
         self.all().map(Pocket::idle).sum()
     }
 
-    /// How many of the first thread's slots have their value out, lent to a
-    /// guard (stale at once under concurrency).
-    pub(crate) fn lent(&self) -> usize {
+    /// How many of the first thread's slots hold a value, idle or lent to a
+    /// guard: one load of each slot's state, so that a value coming back
+    /// to its slot at that moment counts once either way (stale at once
+    /// under concurrency).
+    pub(crate) fn first_held(&self) -> usize {
         self.first
             .slots()
             .iter()
-            .filter(|slot| slot.is_lent())
+            .filter(|slot| slot.holds_value())
             .count()
     }
 

@@ -217,17 +217,15 @@ impl Model {
     /// an empty slot of the thread's (once claimed), else offered to the
     /// spill; false if neither keeps it. With a ceiling (which counts values
     /// lent from the slots, sure to come back), a value that would break it
-    /// takes the place of one `decay` set aside, or is not kept.
+    /// takes the place of one `decay` set aside, or is not kept; a value
+    /// that neither a slot nor the spill would keep costs no set-aside one.
     fn keep_idle(&mut self) -> bool {
-        if let Some(ceiling) = self.ceiling {
-            // Values lent from the slots keep their places.
-            if self.idle() + self.lent() >= ceiling {
-                if self.victims == 0 {
-                    return false;
-                }
-                self.victims -= 1;
-                self.stats.decayed += 1;
-            }
+        // Values lent from the slots keep their places.
+        let at_ceiling = self
+            .ceiling
+            .map_or(false, |ceiling| self.idle() + self.lent() >= ceiling);
+        if at_ceiling && self.victims == 0 {
+            return false;
         }
         if self.empty_slot(false, Slot::Full).is_none() {
             if self.spill_idle >= self.capacity {
@@ -235,6 +233,10 @@ impl Model {
             }
             self.spill_idle += 1;
             self.stats.spilled += 1;
+        }
+        if at_ceiling {
+            self.victims -= 1;
+            self.stats.decayed += 1;
         }
         true
     }

@@ -404,6 +404,17 @@ impl<T> Slot<T> {
         self.state.load(Ordering::Relaxed) == IN_USE
     }
 
+    /// Whether the slot holds a value, idle or lent, judged from one load
+    /// of its state (stale at once under concurrency; a value a thief is
+    /// taking at that moment may still count).
+    pub fn holds_value(&self) -> bool {
+        match self.state.load(Ordering::Relaxed) {
+            IN_USE => true,
+            FULL => self.word.load(Ordering::Relaxed) & TAKEN == 0,
+            _ => false,
+        }
+    }
+
     /// Whether the slot holds an idle value (stale at once under concurrency).
     pub fn is_full(&self) -> bool {
         self.state.load(Ordering::Relaxed) == FULL && self.word.load(Ordering::Relaxed) & TAKEN == 0
