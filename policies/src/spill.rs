@@ -99,11 +99,11 @@ pub trait Spill<T> {
     /// spill: a value kept while the pool holds `c` takes the place of one
     /// set aside. So the spill itself must keep at most `c - min(c, 2)`, as
     /// [`Bounded`](crate::Bounded) does; then the pool holds at most `c` idle
-    /// values whenever no thread is in the middle of a return. The pool
-    /// makes each step that adds an idle value (or lends a value into the
-    /// first thread's slots) and `decay`'s setting aside under one lock of
-    /// its own, so that the count it checks holds until the step is done:
-    /// such a spill's `push`, `drain` and `len` must not use the pool.
+    /// values at every moment. The pool makes each step that adds an idle
+    /// value (or lends a value into the first thread's slots) and `decay`'s
+    /// setting aside under one lock of its own, so that the count it checks
+    /// holds until the step is done: such a spill's `push`, `drain` and
+    /// `len` must not use the pool.
     ///
     /// ```
     /// use mempool_policies::{Bounded, LockFree, Spill};
