@@ -471,8 +471,9 @@ where
         if self.ceiling_count() < ceiling {
             return add(value);
         }
-        let Some(stale) = replace.then(|| self.victims.pop()).flatten() else {
-            return Err(value);
+        let stale = match replace.then(|| self.victims.pop()).flatten() {
+            Some(stale) => stale,
+            None => return Err(value),
         };
         // If `add` panics (a user's spill), `stale` is dropped in the unwind
         // and counted by this; once counted, its own `Drop` may panic.
