@@ -13,36 +13,12 @@
 mod common;
 
 use common::{
-    at_exit, check_identities, fire, from, scaled, settle, tracked_with, Ledger, OnDrop, Tracked,
-    EARLY, LATE, SPILL,
+    at_exit, check_identities, drop_in_order, fire, from, permutations, scaled, settle,
+    tracked_with, Ledger, OnDrop, Tracked, EARLY, LATE, SPILL,
 };
 use mempool::{spill, Pool, PoolGuard};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock};
-
-/// Every order of `0..n`.
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    if n == 0 {
-        return vec![vec![]];
-    }
-    let mut out = Vec::new();
-    for p in permutations(n - 1) {
-        for at in 0..=p.len() {
-            let mut q = p.clone();
-            q.insert(at, n - 1);
-            out.push(q);
-        }
-    }
-    out
-}
-
-/// Drops `guards` in the order `order` names.
-fn drop_in_order<G>(guards: Vec<G>, order: &[usize]) {
-    let mut guards: Vec<Option<G>> = guards.into_iter().map(Some).collect();
-    for &i in order {
-        drop(guards[i].take().unwrap());
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Small ceilings.

@@ -17,8 +17,8 @@
 mod common;
 
 use common::{
-    check_identities, from, hooked_pool, next_guard, reenter_three_deep, scaled, settle,
-    tracked_pool, Knobs, Ledger, Tracked, OWNER, POCKET, SPILL,
+    check_identities, drop_in_order, from, hooked_pool, next_guard, permutations,
+    reenter_three_deep, scaled, settle, tracked_pool, Knobs, Ledger, Tracked, OWNER, POCKET, SPILL,
 };
 use mempool::{spill, Pool, PoolGuard};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -31,30 +31,6 @@ type OwnedTracked = mempool::OwnedPoolGuard<
     spill::PerThread<Tracked>,
     mempool::StatsCounters,
 >;
-
-/// Every order of `0..n`.
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    if n == 0 {
-        return vec![vec![]];
-    }
-    let mut out = Vec::new();
-    for p in permutations(n - 1) {
-        for at in 0..=p.len() {
-            let mut q = p.clone();
-            q.insert(at, n - 1);
-            out.push(q);
-        }
-    }
-    out
-}
-
-/// Drops `guards` in the order `order` names.
-fn drop_in_order<G>(guards: Vec<G>, order: &[usize]) {
-    let mut guards: Vec<Option<G>> = guards.into_iter().map(Some).collect();
-    for &i in order {
-        drop(guards[i].take().unwrap());
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Nesting, every depth and return order.

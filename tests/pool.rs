@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    check_identities, check_invariants, from, in_pocket, next_guard, settle, tracked_pool,
-    tracked_with, under_valgrind, Ledger, Tracked, OWNER, POCKET, SPILL,
+    check_identities, check_invariants, from, in_pocket, next_guard, permutations, settle,
+    tracked_pool, tracked_with, under_valgrind, Ledger, Tracked, OWNER, POCKET, SPILL,
 };
 use mempool::{spill, OwnedPoolGuard, Pool, PoolGuard, Spill};
 use std::collections::HashSet;
@@ -428,22 +428,6 @@ fn put_says_whether_the_value_was_kept() {
 // ---------------------------------------------------------------------------
 // Nested gets 1 to 8 deep in every return order, with exact counts.
 // ---------------------------------------------------------------------------
-
-/// Every order of `0..n`.
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    if n == 0 {
-        return vec![Vec::new()];
-    }
-    let mut out = Vec::new();
-    for p in permutations(n - 1) {
-        for i in 0..=p.len() {
-            let mut q = p.clone();
-            q.insert(i, n - 1);
-            out.push(q);
-        }
-    }
-    out
-}
 
 /// The owner nests 1 to 6 gets and returns them in every order: the first
 /// two come from the owner slots, the rest from the spill (with every

@@ -607,3 +607,27 @@ pub fn reenter_three_deep(pool: &Hooked, knobs: &Knobs) {
     knobs.reentered.fetch_add(1, SeqCst);
     IN_HOOK.with(|f| f.set(false));
 }
+
+/// Every order of `0..n`, for tests that return nested guards in each.
+pub fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for p in permutations(n - 1) {
+        for at in 0..=p.len() {
+            let mut q = p.clone();
+            q.insert(at, n - 1);
+            out.push(q);
+        }
+    }
+    out
+}
+
+/// Drops `guards` in the order `order` names.
+pub fn drop_in_order<G>(guards: Vec<G>, order: &[usize]) {
+    let mut guards: Vec<Option<G>> = guards.into_iter().map(Some).collect();
+    for &i in order {
+        drop(guards[i].take().unwrap());
+    }
+}
