@@ -562,8 +562,9 @@ where
     /// value is kept, so that the first gets find them ready: in empty slots
     /// of the calling thread's, if it has slots at hand (it is the pool's
     /// first thread, or the strategy gives threads pockets and this one got
-    /// its pocket on an earlier get), else in the spill. Stops early once a spill with a ceiling is full (so
-    /// `create` runs no more than the pool can keep).
+    /// its pocket on an earlier get), else in the spill. Stops early once a
+    /// spill with a ceiling is full (so `create` runs no more than the pool
+    /// can keep).
     ///
     /// ```
     /// let pool = mempool::Pool::new(Vec::<u8>::new);

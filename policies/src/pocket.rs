@@ -32,13 +32,9 @@ impl<T> Pocket<T> {
         }
     }
 
-    /// The first slot: the one a get tries inline.
+    /// Both slots: a get tries them inline, first then second; a thief
+    /// looks at both, and a guard's slot is told apart by its address.
     #[inline(always)]
-    pub fn first(&self) -> &Slot<T> {
-        &self.slots[0]
-    }
-
-    /// Both slots, for a thief, and to tell a guard's slot apart.
     pub fn slots(&self) -> &[Slot<T>; 2] {
         &self.slots
     }

@@ -398,12 +398,6 @@ impl<T> Slot<T> {
         Some(unsafe { Box::from_raw(self.value.get_mut()) })
     }
 
-    /// Whether the slot's value is lent (or its own thread is taking it):
-    /// stale at once under concurrency.
-    pub fn is_lent(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == IN_USE
-    }
-
     /// Whether the slot holds a value, idle or lent, judged from one load
     /// of its state (stale at once under concurrency; a value a thief is
     /// taking at that moment may still count).
