@@ -18,7 +18,8 @@ mod common;
 
 use common::{
     check_identities, drop_in_order, from, hooked_pool, next_guard, permutations,
-    reenter_three_deep, scaled, settle, tracked_pool, Knobs, Ledger, Tracked, OWNER, POCKET, SPILL,
+    reenter_three_deep, scaled, settle, tracked_pool, Knobs, Ledger, Tracked, TrackedPool, OWNER,
+    POCKET, SPILL,
 };
 use mempool::{spill, Pool, PoolGuard};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -36,6 +37,42 @@ type OwnedTracked = mempool::OwnedPoolGuard<
 // Nesting, every depth and return order.
 // ---------------------------------------------------------------------------
 
+/// One nesting: `depth` gets, each value held under its own guard number
+/// while nested (a double hand-out flags the ledger), the first two from the
+/// caller's slots (`slots`: `OWNER` or `POCKET`) and the rest from the spill,
+/// no value in two guards; then returned in `order`.
+fn nest(pool: &TrackedPool, depth: usize, order: &[usize], slots: &str, what: &str) {
+    let guards: Vec<_> = (0..depth).map(|_| pool.get()).collect();
+    let gids: Vec<u64> = guards
+        .iter()
+        .map(|g| {
+            let gid = next_guard();
+            g.hold(gid);
+            gid
+        })
+        .collect();
+    for (i, g) in guards.iter().enumerate() {
+        let want = if i < 2 { slots } else { SPILL };
+        assert_eq!(
+            from(g),
+            want,
+            "depth {depth} order {order:?} {what}: guard {i}"
+        );
+    }
+    let mut ids: Vec<usize> = guards.iter().map(|g| g.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        depth,
+        "a value handed out twice: {order:?} {what}"
+    );
+    for (g, gid) in guards.iter().zip(&gids) {
+        g.release(*gid);
+    }
+    drop_in_order(guards, order);
+}
+
 /// Nested gets 1 to 4 deep on the pool's first thread, returned in every
 /// order, twice per order: the first two come from the owner slots and the
 /// rest from the spill, no two guards hold the same value, the second round
@@ -48,27 +85,7 @@ fn nested_gets_in_every_order_on_the_first_thread() {
             let ledger = Ledger::new();
             let pool = tracked_pool(&ledger);
             for round in 0..2 {
-                let guards: Vec<_> = (0..depth).map(|_| pool.get()).collect();
-                let gids: Vec<u64> = guards
-                    .iter()
-                    .map(|g| {
-                        let gid = next_guard();
-                        g.hold(gid);
-                        gid
-                    })
-                    .collect();
-                for (i, g) in guards.iter().enumerate() {
-                    let want = if i < 2 { OWNER } else { SPILL };
-                    assert_eq!(from(g), want, "depth {depth} order {order:?} guard {i}");
-                }
-                let mut ids: Vec<usize> = guards.iter().map(|g| g.id).collect();
-                ids.sort_unstable();
-                ids.dedup();
-                assert_eq!(ids.len(), depth, "a value handed out twice: {order:?}");
-                for (g, gid) in guards.iter().zip(&gids) {
-                    g.release(*gid);
-                }
-                drop_in_order(guards, &order);
+                nest(&pool, depth, &order, OWNER, &format!("round {round}"));
                 let s = pool.stats().unwrap();
                 check_identities(&s, &format!("depth {depth} order {order:?} round {round}"));
                 assert_eq!(s.in_use, 0);
@@ -94,23 +111,7 @@ fn nested_gets_in_every_order_on_another_thread() {
             std::thread::scope(|s| {
                 s.spawn(|| {
                     for round in 0..2 {
-                        let guards: Vec<_> = (0..depth).map(|_| pool.get()).collect();
-                        let gids: Vec<u64> = guards
-                            .iter()
-                            .map(|g| {
-                                let gid = next_guard();
-                                g.hold(gid);
-                                gid
-                            })
-                            .collect();
-                        for (i, g) in guards.iter().enumerate() {
-                            let want = if i < 2 { POCKET } else { SPILL };
-                            assert_eq!(from(g), want, "depth {depth} {order:?} round {round}");
-                        }
-                        for (g, gid) in guards.iter().zip(&gids) {
-                            g.release(*gid);
-                        }
-                        drop_in_order(guards, &order);
+                        nest(&pool, depth, &order, POCKET, &format!("round {round}"));
                         let s = pool.stats().unwrap();
                         assert_eq!(s.creates, 2 + depth as u64, "round {round}: {s}");
                     }
