@@ -17,7 +17,7 @@ use common::{
     tracked_with, Ledger, OnDrop, Tracked, EARLY, LATE, SPILL,
 };
 use mempool::{spill, Pool, PoolGuard};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock};
 
 // ---------------------------------------------------------------------------
@@ -294,6 +294,74 @@ fn a_panicking_set_aside_value_dropped_at_the_ceiling_keeps_the_books() {
         "created == dropped + idle"
     );
     check_identities(&s, "a set-aside value panicked while a put made room");
+    drop(pool);
+    assert_eq!(ledger.created(), ledger.dropped());
+}
+
+/// The ceiling's lock is never held while a value is dropped: set-aside
+/// values whose `Drop` uses the same pool (`get`, `put`, `trim`, `decay`)
+/// while a `put` at the ceiling makes room for a new value, and while
+/// `decay` drops them, finish (a drop under the lock would deadlock here),
+/// keep the ceiling, and leave every value accounted for.
+#[test]
+fn set_aside_values_whose_drop_uses_the_pool() {
+    type Reentrant = Pool<
+        OnDrop,
+        Box<dyn Fn() -> OnDrop + Send + Sync>,
+        mempool::NoReset,
+        spill::Bounded<OnDrop>,
+        mempool::StatsCounters,
+    >;
+    let ledger = Ledger::new();
+    let hook: Arc<OnceLock<Box<dyn Fn() + Send + Sync>>> = Arc::new(OnceLock::new());
+    let (l, h) = (Arc::clone(&ledger), Arc::clone(&hook));
+    let make = move || OnDrop {
+        t: l.make(),
+        hook: Arc::clone(&h),
+    };
+    let pool: Arc<Reentrant> = Arc::new(
+        Pool::builder()
+            .create(Box::new(make.clone()) as Box<dyn Fn() -> OnDrop + Send + Sync>)
+            .spill(spill::Bounded::new(3))
+            .stats()
+            .build(),
+    );
+    let weak = Arc::downgrade(&pool);
+    // The hook holds no `make` (which holds the hook): no cycle to leak.
+    let reentered = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&reentered);
+    hook.set(Box::new(move || {
+        // Only the outermost drop re-enters, so the drops it causes end.
+        if IN_DROP.with(|d| d.replace(true)) {
+            return;
+        }
+        if let Some(pool) = weak.upgrade() {
+            count.fetch_add(1, SeqCst);
+            let taken = PoolGuard::take(pool.get());
+            let _ = pool.put(taken);
+            pool.trim();
+            pool.decay();
+        }
+        IN_DROP.with(|d| d.set(false));
+    }))
+    .ok()
+    .unwrap();
+    thread_local!(static IN_DROP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    for round in 0..3 {
+        drop((pool.get(), pool.get()));
+        let _ = pool.put(make());
+        assert_eq!(pool.idle(), 3, "round {round}");
+        assert_eq!(pool.decay(), 0, "round {round}: all three set aside");
+        // At the ceiling: a set-aside value makes room, and its drop uses
+        // the pool.
+        assert!(pool.put(make()).is_ok(), "round {round}");
+        assert!(pool.idle() <= 3, "round {round}: {}", pool.idle());
+        // And `decay` drops the rest, each drop using the pool.
+        pool.decay();
+        assert!(pool.idle() <= 3, "round {round}: {}", pool.idle());
+        check_identities(&pool.stats().unwrap(), &format!("round {round}"));
+    }
+    assert!(reentered.load(SeqCst) >= 3, "the drops used the pool");
     drop(pool);
     assert_eq!(ledger.created(), ledger.dropped());
 }
